@@ -1,0 +1,69 @@
+"""ONNX Runtime on the CPU execution provider (or CUDA where a GPU is visible)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from infertune.backends.base import Session, outputs_dict
+from infertune.backends.onnx_artifact import onnx_path_for
+from infertune.backends.settings import OnnxRuntimeSettings
+from infertune.errors import ConfigError
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def unavailable_reason(device: str) -> str | None:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "onnxruntime is not installed (pip install onnxruntime)"
+    if PROVIDERS[device] not in ort.get_available_providers():
+        return f"{PROVIDERS[device]} is not in this onnxruntime build (install onnxruntime-gpu and a GPU)"
+    return None
+
+
+def session_options(settings: OnnxRuntimeSettings):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[settings.graph_optimization]
+    if settings.threads is not None:
+        options.intra_op_num_threads = settings.threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return options
+
+
+class OnnxRuntimeSession(Session):
+    def __init__(self, model, settings: OnnxRuntimeSettings):
+        import onnxruntime as ort
+
+        from infertune.passes.export import onnx_bytes
+
+        if settings.precision != "fp32":
+            raise ConfigError(f"onnxruntime runs the graph's own precision, so --precision {settings.precision} "
+                              f"does not apply: use torch, torch-compile or openvino for bf16/fp16")
+        path = onnx_path_for(model, settings.exporter)
+        self.settings = settings
+        self.signature = model.signature
+        self.artifact_bytes = onnx_bytes(path)
+        self._session = ort.InferenceSession(str(path), sess_options=session_options(settings),
+                                             providers=[PROVIDERS[settings.device]])
+        self._inputs = [i.name for i in self._session.get_inputs()]
+        # the graph's float dtype is what runs: an fp16 graph reports fp16
+        types = {i.type for i in self._session.get_inputs()} | {o.type for o in self._session.get_outputs()}
+        self.precision = "fp16" if "tensor(float16)" in types else "fp32"
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self._session.run(self.signature.output_names, {n: inputs[n] for n in self._inputs})
+        return outputs_dict(self.signature, [np.asarray(v, dtype=np.float32) for v in values])
+
+
+def load(model, settings: OnnxRuntimeSettings) -> OnnxRuntimeSession:
+    return OnnxRuntimeSession(model, settings)

@@ -1,0 +1,60 @@
+"""OpenVINO on the CPU plugin, always with an explicit inference precision hint.
+
+Unset, this CPU's plugin silently runs bf16 (it has AMX): a result reported as fp32 must have run fp32,
+so the hint is always set and the precision actually compiled is read back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from infertune.backends.base import Session, outputs_dict
+from infertune.backends.onnx_artifact import onnx_path_for
+from infertune.backends.settings import OpenVINOSettings
+from infertune.errors import ConfigError
+
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+def unavailable_reason(device: str) -> str | None:
+    if device != "cpu":
+        return "infertune runs OpenVINO on the CPU only"
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "openvino is not installed (pip install openvino)"
+    return None
+
+
+class OpenVINOSession(Session):
+    def __init__(self, model, settings: OpenVINOSettings):
+        import openvino as ov
+
+        from infertune.passes.export import onnx_bytes
+
+        if settings.precision not in HINTS:
+            raise ConfigError(f"openvino precision '{settings.precision}' is not one of {', '.join(HINTS)}")
+        path = onnx_path_for(model, settings.exporter)
+        config = {"INFERENCE_PRECISION_HINT": HINTS[settings.precision],
+                  "PERFORMANCE_HINT": settings.performance_hint}
+        if settings.threads is not None:
+            config["INFERENCE_NUM_THREADS"] = settings.threads
+        core = ov.Core()
+        self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        self._inputs = [port.get_any_name() for port in self._compiled.inputs]
+        self.settings = settings
+        self.signature = model.signature
+        self.artifact_bytes = onnx_bytes(path)
+        ran = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.precision = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}.get(ran, str(ran))
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._request.infer({n: inputs[n] for n in self._inputs})
+        values = [self._request.get_output_tensor(i).data.astype(np.float32, copy=True)
+                  for i in range(len(self._compiled.outputs))]
+        return outputs_dict(self.signature, values)
+
+
+def load(model, settings: OpenVINOSettings) -> OpenVINOSession:
+    return OpenVINOSession(model, settings)

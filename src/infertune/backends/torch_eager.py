@@ -1,0 +1,85 @@
+"""PyTorch eager, under `inference_mode`, in fp32, bf16 or fp16."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import numpy as np
+
+from infertune.backends.base import Session, outputs_dict
+from infertune.backends.settings import TorchSettings
+from infertune.errors import ConfigError
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def unavailable_reason(device: str) -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return "PyTorch is not installed (pip install torch==2.13.0)"
+    if device == "cuda" and not torch.cuda.is_available():
+        return "no CUDA GPU is visible to PyTorch"
+    return None
+
+
+def state_dict_bytes(module) -> int:
+    """Size of the module's weights saved as safetensors: what a torch artifact costs on disk."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    try:
+        return len(save(state))
+    except Exception:  # shared storages that safetensors refuses: fall back to torch's format
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return buffer.getbuffer().nbytes
+
+
+def prepare_module(model, settings: TorchSettings):
+    """A copy of the model's module on the settings' device and dtype (the user's module is untouched)."""
+    import torch
+
+    if settings.precision not in DTYPES:
+        raise ConfigError(f"torch precision '{settings.precision}' is not one of {', '.join(DTYPES)}")
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    module = copy.deepcopy(model.module)
+    dtype = getattr(torch, DTYPES[settings.precision])
+    return module.to(device=settings.device, dtype=dtype).eval(), dtype
+
+
+class TorchSession(Session):
+    def __init__(self, model, settings: TorchSettings, module, dtype):
+        self.settings = settings
+        self.signature = model.signature
+        self.precision = settings.precision
+        self.artifact_bytes = state_dict_bytes(module)
+        self._module = module
+        self._dtype = dtype
+        self._device = settings.device
+
+    def _call(self, tensors):
+        return self._module(*tensors)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        tensors = []
+        for spec in self.signature.inputs:
+            tensor = torch.from_numpy(np.ascontiguousarray(inputs[spec.name])).to(self._device)
+            if tensor.is_floating_point():
+                tensor = tensor.to(self._dtype)
+            tensors.append(tensor)
+        with torch.inference_mode():
+            result = self._call(tensors)
+        values = result if isinstance(result, (tuple, list)) else (result,)
+        return outputs_dict(self.signature, [v.float().cpu().numpy() for v in values])
+
+
+def load(model, settings: TorchSettings) -> TorchSession:
+    module, dtype = prepare_module(model, settings)
+    return TorchSession(model, settings, module, dtype)

@@ -1,0 +1,96 @@
+"""Several backends on one model, each measured apart, with every backend's outputs checked against a
+reference (torch eager fp32 for a torch model, ONNX Runtime unoptimised for an ONNX file)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from infertune.bench.isolated import run_isolated
+from infertune.bench.job import BenchJob, Timing, collect_outputs, load_for_job, run_job
+from infertune.bench.result import BenchResult
+
+ONNX_BACKENDS = ("onnxruntime", "openvino", "onnxruntime-cuda")
+
+
+def reference_outputs(model, split, count: int) -> dict[str, np.ndarray]:
+    from infertune.backends import load_session
+
+    if model.module is not None:
+        session = load_session(model, "torch")
+    else:
+        session = load_session(model, "onnxruntime", graph_optimization="disable")
+    return collect_outputs(session, model, split, count)
+
+
+def fidelity(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], labels=None) -> dict[str, float]:
+    """Metrics of the first output against the reference (cosine, top-1 agreement, neighbours...)."""
+    from infertune.data import compare_outputs
+
+    name = next(iter(reference))
+    if name not in outputs:
+        return {}
+    count = len(outputs[name])
+    return compare_outputs(reference[name][:count], outputs[name],
+                           labels=None if labels is None else labels[:count])
+
+
+def bench_backends(model_spec: str, configs: list[tuple[str, dict[str, Any]]], *, weights: str | None = None,
+                   data: str | None = None, batch_sizes=(1, 32), timing: Timing = Timing(), isolate: bool = True,
+                   timeout: float = 900.0, fidelity_samples: int = 256,
+                   progress: Callable[[str, str], None] | None = None) -> list[BenchResult]:
+    """`configs`: (backend, options) pairs. `progress(config_label, stage)` reports what runs."""
+    probe = BenchJob(model=model_spec, backend="torch", weights=weights, data=data)
+    model, split, data_name = load_for_job(probe)
+    reference = reference_outputs(model, split, fidelity_samples) if split is not None else None
+    results = []
+    with tempfile.TemporaryDirectory(prefix="infertune-suite-") as tmp:
+        for index, (backend, options) in enumerate(configs):
+            label = f"{backend} {options}" if options else backend
+            onnx_path = None
+            if backend in ONNX_BACKENDS and model.module is not None:
+                onnx_path = _exported(model, options.get("exporter", "torchscript"), progress, label)
+                if isinstance(onnx_path, BenchResult):
+                    results.append(onnx_path)
+                    continue
+            elif model.onnx_path is not None:
+                onnx_path = str(model.onnx_path)
+            outputs_path = str(Path(tmp) / f"outputs-{index}.npz")
+            job = BenchJob(model=model_spec, backend=backend, options=dict(options), weights=weights,
+                           data=data_name, onnx_path=onnx_path, batch_sizes=tuple(batch_sizes), timing=timing,
+                           outputs_path=outputs_path, fidelity_samples=fidelity_samples)
+            report = (lambda stage, label=label: progress(label, stage)) if progress else None
+            if isolate:
+                result = run_isolated(job, timeout=timeout, progress=report)
+            else:
+                result = _in_process(job, model, split, data_name, report)
+            if result.ok and reference is not None and Path(outputs_path).is_file():
+                with np.load(outputs_path) as saved:
+                    result.fidelity = fidelity(reference, dict(saved), split.labels)
+            results.append(result)
+    return results
+
+
+def _exported(model, exporter: str, progress, label: str):
+    from infertune.errors import InfertuneError
+    from infertune.passes.export import export_onnx
+
+    if progress:
+        progress(label, f"exporting to ONNX ({exporter})")
+    try:
+        return str(export_onnx(model, exporter=exporter).onnx_path)
+    except InfertuneError as e:
+        return BenchResult(model=model.name, backend=label, settings={}, error=str(e))
+
+
+def _in_process(job: BenchJob, model, split, data_name, report) -> BenchResult:
+    from infertune.errors import InfertuneError
+
+    try:
+        return run_job(job, model=model if job.onnx_path is None else None, split=split, data_name=data_name,
+                       progress=report)
+    except InfertuneError as e:
+        return BenchResult(model=model.name, backend=job.backend, settings=dict(job.options), error=str(e))

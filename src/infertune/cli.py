@@ -1,0 +1,202 @@
+"""The command line: a thin layer over the Python API. Exit 0 ok, 2 bad input (one line), 1 internal failure."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from infertune.errors import ConfigError, InfertuneError, InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="infertune: make a trained model respond faster, and prove what it cost.")
+
+DEFAULT_BACKENDS = "torch,torch-compile,onnxruntime,openvino"
+
+
+def _parse_batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or any(size < 1 for size in sizes):
+        raise ConfigError(f"--batch-sizes must be positive integers separated by commas, like 1,32; got '{text}'")
+    return sizes
+
+
+def _parse_options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option takes key=value (for example freezing=false), got '{pair}'")
+        options[key.strip().replace("-", "_")] = value.strip()
+    return options
+
+
+def _backend_configs(names: list[str], options: dict) -> list[tuple[str, dict]]:
+    """Each backend gets the options it has; an option no chosen backend has is an error, not dropped."""
+    import dataclasses
+
+    from infertune.backends import BACKENDS, make_backend_settings
+
+    if not names:
+        raise ConfigError("--backend is empty: name at least one, for example --backend onnxruntime")
+    configs, known = [], set()
+    for name in names:
+        if name not in BACKENDS:
+            raise ConfigError(f"unknown backend '{name}': use one of {', '.join(BACKENDS)}")
+        fields = {f.name for f in dataclasses.fields(BACKENDS[name].settings)} - {"device"}
+        known |= fields
+        own = {k: v for k, v in options.items() if k in fields}
+        make_backend_settings(name, **own)  # bad values fail here, before anything runs
+        configs.append((name, own))
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"option '{unknown[0]}' applies to none of {', '.join(names)}: "
+                          f"their options are {', '.join(sorted(known))}")
+    return configs
+
+
+@app.command()
+def models() -> None:
+    """List the zoo: models, data sets and the backends that can run here."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from infertune.backends import BACKENDS, unavailable_reason
+    from infertune.data import DATASETS
+    from infertune.model import ZOO
+
+    console = Console()
+    table = Table(title="models")
+    table.add_column("name")
+    table.add_column("task")
+    table.add_column("data")
+    table.add_column("description")
+    for name, entry in ZOO.items():
+        table.add_row(name, entry.task, entry.default_data, entry.description)
+    console.print(table)
+    data_table = Table(title="data sets")
+    data_table.add_column("name")
+    data_table.add_column("description")
+    for name, description in DATASETS.items():
+        data_table.add_row(name, description)
+    console.print(data_table)
+    backend_table = Table(title="backends")
+    backend_table.add_column("name")
+    backend_table.add_column("here")
+    backend_table.add_column("description")
+    for name, entry in BACKENDS.items():
+        reason = unavailable_reason(name)
+        backend_table.add_row(name, "yes" if reason is None else f"no: {reason}", entry.description)
+    console.print(backend_table)
+
+
+@app.command()
+def bench(
+    model: str = typer.Argument(..., help="zoo name, path to an .onnx file, or a factory package.module:function"),
+    backend: str = typer.Option(DEFAULT_BACKENDS, "--backend", "-b",
+                                help="backends to measure, comma-separated (see `infertune models`)"),
+    precision: str = typer.Option("fp32", help="fp32, bf16 or fp16 (what a backend supports)"),
+    batch_sizes: str = typer.Option("1,32", help="batch sizes to time, comma-separated"),
+    threads: Optional[int] = typer.Option(None, help="intra-op threads (default: the runtime's own)"),
+    data: Optional[str] = typer.Option(None, help="zoo data set or .npz; default: the model's own data set"),
+    weights: Optional[str] = typer.Option(None, help="weights for a factory model (safetensors or state dict)"),
+    option: list[str] = typer.Option([], "--option", "-o",
+                                     help="backend setting key=value, repeatable: freezing=false, "
+                                          "graph_optimization=basic, exporter=dynamo, performance_hint=THROUGHPUT"),
+    min_time: float = typer.Option(2.0, help="seconds of timed runs per batch size, at least"),
+    min_runs: int = typer.Option(50, help="timed runs per batch size, at least"),
+    in_process: bool = typer.Option(False, "--in-process",
+                                    help="measure in this process instead of a fresh one per backend"),
+    timeout: float = typer.Option(900.0, help="seconds before a backend's measurement is abandoned"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write every figure to this JSON file"),
+) -> None:
+    """Measure latency (p50/p90/p99), throughput, size and memory on each backend, side by side."""
+    from infertune.bench import Timing, bench_backends
+    from infertune.bench.hardware import fingerprint, versions
+    from infertune.io import write_json_atomic
+    from infertune.report.terminal import bench_table, progress_reporter
+
+    sizes = _parse_batch_sizes(batch_sizes)
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be a positive integer, got {threads}")
+    if min_time < 0 or min_runs < 1:
+        raise ConfigError(f"--min-time must be >= 0 and --min-runs >= 1, got {min_time} and {min_runs}")
+    options = _parse_options(option)
+    options["precision"] = precision
+    if threads is not None:
+        options["threads"] = threads
+    configs = _backend_configs([b.strip() for b in backend.split(",") if b.strip()], options)
+    timing = Timing(min_runs=min_runs, min_seconds=min_time)
+    with progress_reporter(len(configs)) as report:
+        results = bench_backends(model, configs, weights=weights, data=data, batch_sizes=sizes, timing=timing,
+                                 isolate=not in_process, timeout=timeout, progress=report)
+    bench_table(results, sizes, fingerprint())
+    if json_out is not None:
+        write_json_atomic(json_out, {"model": model, "batch_sizes": list(sizes), "hardware": fingerprint(),
+                                     "versions": versions(), "results": [r.to_dict() for r in results]})
+        typer.echo(f"wrote {json_out}")
+    if all(not r.ok for r in results):
+        raise InfertuneError("every backend failed: " + "; ".join(f"{r.backend}: {r.error}" for r in results))
+
+
+@app.command()
+def predict(
+    model: str = typer.Argument(..., help="zoo name, .onnx file, or factory package.module:function"),
+    data: str = typer.Option(..., help="zoo data set or .npz holding the model's inputs"),
+    out: Path = typer.Option(..., help="where to write the outputs (.npz, one array per output)"),
+    backend: Optional[str] = typer.Option(None, help="runtime (default: torch for torch models, else onnxruntime)"),
+    weights: Optional[str] = typer.Option(None, help="weights for a factory model"),
+    split: Optional[str] = typer.Option(None, help="which split to run: all (npz default) or heldout (zoo default)"),
+    batch_size: int = typer.Option(32, help="samples per engine call"),
+) -> None:
+    """Run a model on data and save its outputs to an .npz file."""
+    from infertune.predict import predict as run_predict
+    from infertune.report.terminal import progress_bar
+
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be a positive integer, got {batch_size}")
+    if out.suffix != ".npz":
+        raise ConfigError(f"--out must end in .npz, got '{out}'")
+    with progress_bar("predict") as advance:
+        count = run_predict(model, data=data, out=out, backend=backend, weights=weights, split=split,
+                            batch_size=batch_size, progress=advance)
+    typer.echo(f"wrote {count} predictions to {out}")
+
+
+def main() -> None:
+    import click
+
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as e:
+        e.show()
+        sys.exit(2 if isinstance(e, click.exceptions.UsageError) else e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except InputError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except InfertuneError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:
+        if os.environ.get("INFERTUNE_DEBUG"):
+            raise
+        typer.echo(f"internal error: {type(e).__name__}: {e} (set INFERTUNE_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

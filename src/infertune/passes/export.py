@@ -1,0 +1,178 @@
+"""torch -> ONNX export with dynamic axes, checked against the source on real inputs.
+
+Two exporters stay reachable: "torchscript" (`dynamo=False`), whose graphs ONNX Runtime's transformer
+optimizer fuses fully, and "dynamo" (torch's default), which it fuses only partly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from infertune.errors import ConfigError, ExportError
+from infertune.model.base import Model
+
+EXPORTERS = ("torchscript", "dynamo")
+OPSET = 18
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("INFERTUNE_CACHE_DIR") or Path.home() / ".cache" / "infertune"
+    path = Path(root) / "onnx"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _fingerprint(model: Model, exporter: str) -> str:
+    """A key from the module's class, its weights' bytes and the exporter: a changed model re-exports."""
+    import torch
+
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{type(model.module).__qualname__}|{exporter}|{OPSET}|{torch.__version__}".encode())
+    digest.update(repr(model.signature).encode())
+    for name, tensor in model.module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def validation_inputs(model: Model) -> list[dict[str, np.ndarray]]:
+    """Real inputs where the model has a data set (two batches of different sizes and lengths), else random."""
+    if model.default_data is not None:
+        from infertune.data import load_dataset
+
+        split = load_dataset(model.default_data).split("heldout")
+        return [model.inputs_for(split, slice(0, 1)), model.inputs_for(split, slice(1, 6))]
+    return [model.example_inputs(batch_size=1, sequence_length=7), model.example_inputs(batch_size=3, seed=1)]
+
+
+def _dynamic_shapes(model: Model):
+    import torch
+
+    dims: dict[str, object] = {}
+    shapes = []
+    for spec in model.signature.inputs:
+        axes = {}
+        for axis, name in spec.dynamic_axes.items():
+            if name not in dims:
+                symbol = name.replace("-", "_")
+                # BERT-style position tables bound the sequence; export needs that bound stated
+                dims[name] = torch.export.Dim(symbol, max=512) if name == "sequence" else torch.export.Dim(symbol)
+            axes[axis] = dims[name]
+        shapes.append(axes)
+    return tuple(shapes)
+
+
+def _export(model: Model, path: Path, exporter: str) -> None:
+    import torch
+
+    example = model.example_inputs(batch_size=2, sequence_length=16)
+    args = tuple(torch.from_numpy(example[name]) for name in model.signature.input_names)
+    names = dict(input_names=model.signature.input_names, output_names=model.signature.output_names,
+                 opset_version=OPSET)
+    quiet = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if exporter == "torchscript":
+            axes = {s.name: s.dynamic_axes for s in (*model.signature.inputs, *model.signature.outputs)}
+            torch.onnx.export(model.module, args, str(path), dynamo=False, dynamic_axes=axes, **names)
+        else:
+            program = torch.onnx.export(model.module, args, dynamo=True, dynamic_shapes=_dynamic_shapes(model),
+                                        **names)
+            program.save(str(path))
+
+
+def compare(model: Model, onnx_path: Path, inputs: list[dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
+    """Per output: the largest absolute difference and the smallest row cosine, source vs ONNX Runtime."""
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    graph_inputs = {i.name for i in session.get_inputs()}
+    report: dict[str, dict[str, float]] = {}
+    for batch in inputs:
+        with torch.inference_mode():
+            result = model.module(*[torch.from_numpy(batch[n]) for n in model.signature.input_names])
+        expected = result if isinstance(result, (tuple, list)) else (result,)
+        got = session.run(model.signature.output_names, {k: v for k, v in batch.items() if k in graph_inputs})
+        for name, want, have in zip(model.signature.output_names, expected, got):
+            want = want.float().numpy().reshape(len(have), -1).astype(np.float64)
+            have = have.reshape(len(have), -1).astype(np.float64)
+            diff = float(np.max(np.abs(want - have))) if want.size else 0.0
+            norms = np.linalg.norm(want, axis=1) * np.linalg.norm(have, axis=1)
+            cosine = float(np.min(np.sum(want * have, axis=1) / np.maximum(norms, 1e-30))) if want.size else 1.0
+            entry = report.setdefault(name, {"max_abs_diff": 0.0, "min_cosine": 1.0})
+            entry["max_abs_diff"] = max(entry["max_abs_diff"], diff)
+            entry["min_cosine"] = min(entry["min_cosine"], cosine)
+    return report
+
+
+def check(model: Model, onnx_path: Path, *, atol: float = 1e-4, min_cosine: float = 0.9999,
+          inputs: list[dict[str, np.ndarray]] | None = None) -> dict[str, dict[str, float]]:
+    """Raise ExportError naming the output and its difference when the export is off beyond tolerance."""
+    report = compare(model, onnx_path, inputs or validation_inputs(model))
+    for name, figures in report.items():
+        if figures["max_abs_diff"] > atol or figures["min_cosine"] < min_cosine:
+            raise ExportError(f"ONNX export of '{model.name}' differs from the source: output '{name}' "
+                              f"max |diff| {figures['max_abs_diff']:.3g} (tolerance {atol:g}), min cosine "
+                              f"{figures['min_cosine']:.6f} (needs >= {min_cosine}); the model may have "
+                              f"data-dependent control flow that tracing froze: try exporter='dynamo'")
+    return report
+
+
+def export_onnx(model: Model, path: str | Path | None = None, *, exporter: str = "torchscript",
+                atol: float = 1e-4, min_cosine: float = 0.9999,
+                inputs: list[dict[str, np.ndarray]] | None = None) -> Model:
+    """Export a torch model to ONNX with dynamic batch (and sequence) axes and validate it numerically.
+
+    Without `path` the file goes to infertune's cache, keyed by the weights, so it is exported once.
+    Returns the ONNX model, with the source's signature, task and tokenizer.
+    Example: `export_onnx(load_model("minilm"), "minilm.onnx")`.
+    """
+    if exporter not in EXPORTERS:
+        raise ConfigError(f"exporter '{exporter}' is not one of {', '.join(EXPORTERS)}")
+    if model.module is None:
+        raise ConfigError(f"'{model.name}' is already an ONNX model: nothing to export")
+    if path is None:
+        final = cache_dir() / _fingerprint(model, exporter) / "model.onnx"
+        if not final.is_file():
+            _export_checked(model, final, exporter, atol, min_cosine, inputs)
+    else:
+        final = Path(path)
+        _export_checked(model, final, exporter, atol, min_cosine, inputs)
+    return dataclasses.replace(model, module=None, onnx_path=final.resolve(),
+                               meta={**model.meta, "exporter": exporter})
+
+
+def _export_checked(model: Model, final: Path, exporter: str, atol: float, min_cosine: float,
+                    inputs: list[dict[str, np.ndarray]] | None) -> None:
+    """Export into a temporary folder beside the target, validate, then move into place."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=final.parent))
+    try:
+        staged = staging / final.name
+        try:
+            _export(model, staged, exporter)
+        except Exception as e:
+            raise ExportError(f"ONNX export ({exporter}) of '{model.name}' failed: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}") from e
+        check(model, staged, atol=atol, min_cosine=min_cosine, inputs=inputs)
+        for item in staging.iterdir():  # the .onnx and any external-data file beside it
+            os.replace(item, final.parent / item.name.replace(staged.name, final.name, 1))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def onnx_bytes(path: Path) -> int:
+    """Size on disk of an ONNX model with its external-data files."""
+    return sum(p.stat().st_size for p in Path(path).parent.glob(Path(path).name + "*"))

@@ -1,0 +1,114 @@
+"""Progress while work runs, and the summary table at the end."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console(stderr=True)
+# piped output keeps full-width tables (rich would squeeze them into 80 columns)
+out = Console(width=None if Console().is_terminal else 160)
+
+
+@contextlib.contextmanager
+def progress_reporter(total: int) -> Iterator[Callable[[str, str], None]]:
+    """Yields `report(label, stage)`; a new label advances the bar by one configuration."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("starting", total=total)
+        seen: list[str] = []
+
+        def report(label: str, stage: str) -> None:
+            if label not in seen:
+                if seen:
+                    progress.advance(task)
+                seen.append(label)
+            progress.update(task, description=f"{label}: {stage}")
+
+        yield report
+        progress.update(task, completed=total)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """Yields `advance(done, total)`."""
+    columns = (TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(description, total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield advance
+
+
+def _mb(value: int) -> str:
+    return f"{value / 1e6:.1f}" if value else "-"
+
+
+def _fidelity(fid: dict | None) -> str:
+    if not fid:
+        return "-"
+    parts = []
+    if "cosine_mean" in fid:
+        parts.append(f"cos {fid['cosine_mean']:.6f}/{fid['cosine_min']:.6f}")
+    if "neighbour_agreement_10" in fid:
+        parts.append(f"nn10 {fid['neighbour_agreement_10']:.3f}")
+    if "top1_agreement" in fid:
+        parts.append(f"agree {fid['top1_agreement']:.4f}")
+    if "top1_candidate" in fid:
+        parts.append(f"top-1 {fid['top1_candidate']:.4f}")
+    return " ".join(parts)
+
+
+def _label(result) -> str:
+    """The backend and the settings that differ from its defaults."""
+    import dataclasses
+
+    from infertune.backends import BACKENDS
+
+    entry = BACKENDS.get(result.backend)
+    defaults = dataclasses.asdict(entry.settings()) if entry else {}
+    changed = [f"{k}={v}" for k, v in result.settings.items()
+               if k not in ("device", "precision") and k in defaults and defaults[k] != v]
+    return " ".join([result.backend, *changed])
+
+
+def hardware_line(hw: dict) -> str:
+    isa = ",".join(hw.get("isa", []))
+    gpu = f", GPU {hw['gpu']}" if hw.get("gpu") else ""
+    return (f"{hw.get('cpu_model')} - {hw.get('usable_cores')} usable cores "
+            f"({hw.get('physical_cores')} physical){gpu}; ISA {isa}")
+
+
+def bench_table(results, batch_sizes, hw: dict) -> None:
+    table = Table(title="infertune bench (medians of timed runs; fidelity vs the fp32 reference)")
+    table.add_column("backend")
+    table.add_column("ran as")
+    for batch in batch_sizes:
+        table.add_column(f"b{batch} p50 ms", justify="right")
+        table.add_column(f"b{batch} p99 ms", justify="right")
+        table.add_column(f"b{batch} /s", justify="right")
+    table.add_column("size MB", justify="right")
+    table.add_column("peak RSS MB", justify="right")
+    table.add_column("fidelity (mean/min cosine, ...)")
+    for r in results:
+        name = _label(r)
+        if not r.ok:
+            table.add_row(name, "failed", *["-"] * (3 * len(batch_sizes) + 2), r.error or "")
+            continue
+        cells = []
+        for batch in batch_sizes:
+            stats = r.at(batch)
+            cells += ([f"{stats.p50_ms:.2f}", f"{stats.p99_ms:.2f}", f"{stats.items_per_s:.0f}"]
+                      if stats else ["-"] * 3)
+        table.add_row(name, r.precision, *cells, _mb(r.artifact_bytes), _mb(r.peak_rss_bytes), _fidelity(r.fidelity))
+    out.print(table)
+    out.print(f"hardware: {hardware_line(hw)}")
+    if results and results[0].workload:
+        out.print(f"inputs: {results[0].workload}")
