@@ -12,12 +12,13 @@ def predict(model: str, *, data: str, out: str | Path, backend: str | None = Non
             split: str | None = None, batch_size: int = 32,
             progress: Callable[[int, int], None] | None = None) -> int:
     """Outputs of `model` on every sample of a split of `data`, written to `out` (.npz). Returns the count."""
+    from infertune.bench.job import any_arrays
     from infertune.data import load_dataset, save_npz
     from infertune.engine import load
     from infertune.model import ZOO
 
     dataset = load_dataset(data)
-    arrays = dataset.split("all").inputs if "all" in dataset.splits else None
+    arrays = any_arrays(dataset)
     engine = load(model, backend=backend, weights=weights, data=arrays if model not in ZOO else None)
     if not engine.model.is_text and dataset.kind == "arrays":
         specs = {s.name: (s.dtype, s.shape) for s in engine.model.signature.inputs}

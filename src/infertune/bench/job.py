@@ -64,7 +64,7 @@ def load_for_job(job: BenchJob):
     else:
         arrays = None
         if data_name is not None and job.model not in ZOO and not job.model.endswith(".onnx"):
-            arrays = load_dataset(data_name).split("all").inputs
+            arrays = any_arrays(load_dataset(data_name))
         model = load_model(job.model, weights=job.weights, data=arrays)
     if data_name is None and model.default_data is not None:
         data_name = model.default_data
@@ -73,6 +73,12 @@ def load_for_job(job: BenchJob):
         dataset = load_dataset(data_name, input_specs=specs)
     split = dataset.split("heldout") if dataset is not None else None
     return model, split, data_name
+
+
+def any_arrays(dataset) -> dict[str, np.ndarray] | None:
+    """Arrays of some split, enough to fix a factory model's input shapes."""
+    split = dataset.splits.get("all") or next(iter(dataset.splits.values()))
+    return split.inputs
 
 
 def collect_outputs(session, model, split, count: int, batch: int = 32) -> dict[str, np.ndarray]:

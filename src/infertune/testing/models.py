@@ -1,0 +1,78 @@
+"""Tiny deterministic models for tests: fast to run, export and compile on any backend."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _seeded():
+    import torch
+
+    torch.manual_seed(0)
+    return torch
+
+
+def tiny_mlp():
+    """16 features -> 10 class scores."""
+    torch = _seeded()
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+
+
+def tiny_cnn():
+    """(N, 1, 8, 8) images -> 10 class scores, with batch norm (for folding passes later)."""
+    torch = _seeded()
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+    with torch.no_grad():  # non-trivial running statistics, as after training
+        model[1].running_mean.uniform_(-0.5, 0.5)
+        model[1].running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def sign_branch():
+    """Data-dependent control flow: tracing freezes one branch, so its ONNX export is wrong on the other."""
+    torch = _seeded()
+    from torch import nn
+
+    class SignBranch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(16, 10)
+
+        def forward(self, input):
+            if input.sum() > 0:
+                return self.linear(input)
+            return -self.linear(input)
+
+    return SignBranch().eval()
+
+
+def mlp_data(n: int = 64, seed: int = 0, *, positive: bool = False) -> dict[str, np.ndarray]:
+    """Inputs named as `tiny_mlp`'s forward argument, plus labels from a fixed rule."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 16)).astype(np.float32)
+    if positive:
+        x = np.abs(x)
+    return {"input": x, "labels": (x[:, :10].argmax(axis=1)).astype(np.int64)}
+
+
+def abort_on_forward():
+    """A model whose forward kills its process with SIGABRT, as a crashing runtime would."""
+    _seeded()
+    from torch import nn
+
+    class Aborting(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(16, 10)
+
+        def forward(self, input):
+            import os
+
+            os.abort()
+
+    return Aborting().eval()

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+
+from infertune.backends import CPU_BACKENDS, load_session, make_backend_settings, unavailable_reason
+from infertune.errors import ConfigError
+from infertune.model import load_model
+from infertune.testing.models import mlp_data
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return {"input": mlp_data(5, seed=3)["input"]}
+
+
+@pytest.fixture(scope="module")
+def reference(mlp_model, inputs):
+    return load_session(mlp_model, "torch").run(inputs)["output"]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_each_cpu_backend_matches_torch_eager_in_fp32(backend, mlp_model, inputs, reference):
+    session = load_session(mlp_model, backend, threads=1)
+    out = session.run(inputs)
+    assert set(out) == {"output"} and out["output"].dtype == np.float32
+    np.testing.assert_allclose(out["output"], reference, rtol=1e-4, atol=1e-5)
+    assert session.precision == "fp32"
+    assert session.artifact_bytes > 0
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_onnx_backends_run_a_user_onnx_file_at_any_batch(backend, mlp_onnx, reference, inputs):
+    session = load_session(load_model(str(mlp_onnx)), backend)
+    np.testing.assert_allclose(session.run(inputs)["output"], reference, rtol=1e-4, atol=1e-5)
+    assert session.run({"input": inputs["input"][:1]})["output"].shape == (1, 10)
+
+
+def test_openvino_reports_the_precision_it_compiled(mlp_model, inputs, reference):
+    fp32 = load_session(mlp_model, "openvino", precision="fp32")
+    bf16 = load_session(mlp_model, "openvino", precision="bf16")
+    assert fp32.precision == "fp32"
+    assert bf16.precision in ("bf16", "fp32")  # fp32 where the CPU has no bf16: read back, never assumed
+    np.testing.assert_allclose(bf16.run(inputs)["output"], reference, rtol=0.05, atol=0.05)
+
+
+def test_torch_bf16_halves_the_weights_and_stays_close(mlp_model, inputs, reference):
+    fp32 = load_session(mlp_model, "torch")
+    bf16 = load_session(mlp_model, "torch", precision="bf16")
+    assert bf16.precision == "bf16"
+    assert bf16.artifact_bytes < 0.6 * fp32.artifact_bytes
+    out = bf16.run(inputs)["output"]
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, reference, rtol=0.05, atol=0.05)
+
+
+def test_loading_a_session_leaves_the_users_module_unchanged(mlp_model):
+    before = {k: v.clone() for k, v in mlp_model.module.state_dict().items()}
+    load_session(mlp_model, "torch", precision="bf16")
+    after = mlp_model.module.state_dict()
+    assert all(after[k].dtype == v.dtype and bool((after[k] == v).all()) for k, v in before.items())
+
+
+def test_torch_compile_without_freezing_matches_eager(mlp_model, inputs, reference):
+    session = load_session(mlp_model, "torch-compile", freezing=False)
+    np.testing.assert_allclose(session.run(inputs)["output"], reference, rtol=1e-4, atol=1e-5)
+
+
+def test_onnxruntime_refuses_bf16_and_says_where_it_runs(mlp_model):
+    with pytest.raises(ConfigError, match="use torch, torch-compile or openvino"):
+        load_session(mlp_model, "onnxruntime", precision="bf16")
+
+
+def test_onnxruntime_graph_optimization_levels_agree(mlp_model, inputs, reference):
+    for level in ("disable", "basic", "extended", "all"):
+        out = load_session(mlp_model, "onnxruntime", graph_optimization=level).run(inputs)["output"]
+        np.testing.assert_allclose(out, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_backend_cannot_run_an_onnx_file(mlp_onnx):
+    with pytest.raises(ConfigError, match="cannot run a onnx model"):
+        load_session(load_model(str(mlp_onnx)), "torch")
+
+
+def test_unknown_backend_and_option_name_the_value():
+    with pytest.raises(ConfigError, match="unknown backend 'tensorrt'"):
+        make_backend_settings("tensorrt")
+    with pytest.raises(ConfigError, match="onnxruntime has no option 'freezing'"):
+        make_backend_settings("onnxruntime", freezing=True)
+    with pytest.raises(ConfigError, match="threads must be a positive integer, got 0"):
+        make_backend_settings("torch", threads="0")
+    with pytest.raises(ConfigError, match="graph_optimization='max'"):
+        make_backend_settings("onnxruntime", graph_optimization="max")
+
+
+def test_cli_strings_are_coerced_to_setting_types():
+    settings = make_backend_settings("torch-compile", freezing="false", threads="2")
+    assert settings.freezing is False and settings.threads == 2
+
+
+def test_cuda_backends_absent_is_a_reason_not_an_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert "CUDA" in unavailable_reason("torch-cuda")
+    assert unavailable_reason("onnxruntime-cuda")
