@@ -43,7 +43,7 @@ register("torch-compile", BackendEntry("torch_compile", TorchCompileSettings, "c
                                        "torch.compile (inductor), optionally with freezing"))
 register("onnxruntime", BackendEntry("onnxruntime", OnnxRuntimeSettings, "cpu", ("onnx", "torch"),
                                      "ONNX Runtime, CPU execution provider"))
-register("openvino", BackendEntry("openvino", OpenVINOSettings, "cpu", ("onnx", "torch"),
+register("openvino", BackendEntry("openvino", OpenVINOSettings, "cpu", ("onnx", "torch", "openvino"),
                                   "OpenVINO CPU plugin with an explicit precision hint"))
 register("torch-cuda", BackendEntry("torch_eager", TorchSettings, "cuda", ("torch",), "PyTorch eager on CUDA"))
 register("torch-compile-cuda", BackendEntry("torch_compile", TorchCompileSettings, "cuda", ("torch",),
@@ -83,7 +83,8 @@ def load_session(model, backend: str, settings: Any = None, **options: Any) -> S
         raise ConfigError("pass either a settings object or options, not both")
     if model.format not in entry.formats:
         raise ConfigError(f"backend '{backend}' cannot run a {model.format} model ('{model.name}'): "
-                          f"use onnxruntime or openvino for ONNX files")
+                          f"backends for {model.format} models: "
+                          f"{', '.join(n for n, e in BACKENDS.items() if model.format in e.formats)}")
     reason = unavailable_reason(backend)
     if reason is not None:
         raise BackendUnavailableError(f"backend '{backend}' is not available here: {reason}")

@@ -56,9 +56,9 @@ class OnnxRuntimeSession(Session):
         self._session = ort.InferenceSession(str(path), sess_options=session_options(settings),
                                              providers=[PROVIDERS[settings.device]])
         self._inputs = [i.name for i in self._session.get_inputs()]
-        # the graph's float dtype is what runs: an fp16 graph reports fp16
-        types = {i.type for i in self._session.get_inputs()} | {o.type for o in self._session.get_outputs()}
-        self.precision = "fp16" if "tensor(float16)" in types else "fp32"
+        from infertune.model.onnx_file import weight_precision
+
+        self.precision = weight_precision(path)  # the graph's own weights say what runs: fp32, fp16, int8...
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self._session.run(self.signature.output_names, {n: inputs[n] for n in self._inputs})

@@ -6,6 +6,8 @@ so the hint is always set and the precision actually compiled is read back.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from infertune.backends.base import Session, outputs_dict
@@ -14,6 +16,21 @@ from infertune.backends.settings import OpenVINOSettings
 from infertune.errors import ConfigError
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+def ir_bytes(xml: Path) -> int:
+    """An IR is the .xml graph plus the .bin weights beside it."""
+    xml = Path(xml)
+    return xml.stat().st_size + (xml.with_suffix(".bin").stat().st_size if xml.with_suffix(".bin").exists() else 0)
+
+
+def _weight_precision(ir_path, onnx_path) -> str:
+    if ir_path is None:
+        from infertune.model.onnx_file import weight_precision
+
+        return weight_precision(onnx_path)
+    text = Path(ir_path).read_text(errors="ignore")
+    return "int8" if ('element_type="i8"' in text or 'element_type="u8"' in text or "FakeQuantize" in text) else "fp32"
 
 
 def unavailable_reason(device: str) -> str | None:
@@ -34,7 +51,7 @@ class OpenVINOSession(Session):
 
         if settings.precision not in HINTS:
             raise ConfigError(f"openvino precision '{settings.precision}' is not one of {', '.join(HINTS)}")
-        path = onnx_path_for(model, settings.exporter)
+        path = model.ir_path or onnx_path_for(model, settings.exporter)
         config = {"INFERENCE_PRECISION_HINT": HINTS[settings.precision],
                   "PERFORMANCE_HINT": settings.performance_hint}
         if settings.threads is not None:
@@ -45,9 +62,12 @@ class OpenVINOSession(Session):
         self._inputs = [port.get_any_name() for port in self._compiled.inputs]
         self.settings = settings
         self.signature = model.signature
-        self.artifact_bytes = onnx_bytes(path)
+        self.artifact_bytes = ir_bytes(path) if model.ir_path else onnx_bytes(path)
         ran = self._compiled.get_property("INFERENCE_PRECISION_HINT")
-        self.precision = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}.get(ran, str(ran))
+        compute = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}.get(ran, str(ran))
+        weights = _weight_precision(model.ir_path, path)
+        # int8 layers run int8 whatever the hint; the float parts run at the hint's precision
+        self.precision = compute if weights == "fp32" else f"{weights}+{compute}"
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._request.infer({n: inputs[n] for n in self._inputs})

@@ -30,6 +30,7 @@ class Model:
     task: str  # "embedding", "classification" or "generic": picks the quality metrics
     module: "torch.nn.Module | None" = None
     onnx_path: Path | None = None
+    ir_path: Path | None = None  # an OpenVINO IR (.xml), e.g. after NNCF quantization
     weights: str | None = None
     default_data: str | None = None
     encode_texts: Callable[[list[str]], dict[str, np.ndarray]] | None = None
@@ -37,7 +38,9 @@ class Model:
 
     @property
     def format(self) -> str:
-        return "torch" if self.module is not None else "onnx"
+        if self.module is not None:
+            return "torch"
+        return "openvino" if self.ir_path is not None else "onnx"
 
     @property
     def is_text(self) -> bool:

@@ -48,3 +48,29 @@ def load(path: str | Path) -> Model:
     signature = read_signature(path)
     return Model(name=path.stem, source=str(path), signature=signature, task=guess_task(signature),
                  onnx_path=path.resolve())
+
+
+INT8_OPS = {"MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul", "QAttention", "QuantizeLinear",
+            "DequantizeLinear", "QGemm", "ConvInteger", "QLinearConv", "DynamicQuantizeMatMul"}
+
+
+def weight_precision(path: str | Path) -> str:
+    """What the graph's weights mostly are: int4 (MatMulNBits), int8, fp16 or fp32, from its initializers."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    ops = {node.op_type for node in graph.node}
+    if "MatMulNBits" in ops:
+        return "int4"
+    if ops & INT8_OPS:
+        return "int8"
+    elements: dict[int, int] = {}
+    for init in graph.initializer:
+        count = 1
+        for dim in init.dims:
+            count *= dim
+        elements[init.data_type] = elements.get(init.data_type, 0) + count
+    if not elements:
+        return "fp32"
+    dominant = max(elements, key=elements.get)
+    return {1: "fp32", 10: "fp16", 16: "bf16", 3: "int8", 2: "int8"}.get(dominant, _ONNX_TO_NUMPY.get(dominant, "?"))

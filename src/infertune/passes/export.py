@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from dataclasses import dataclass
 import hashlib
 import io
 import os
@@ -20,6 +21,7 @@ import numpy as np
 
 from infertune.errors import ConfigError, ExportError
 from infertune.model.base import Model
+from infertune.passes.registry import PassContext, PassOutput, param, register
 
 EXPORTERS = ("torchscript", "dynamo")
 OPSET = 18
@@ -143,19 +145,20 @@ def export_onnx(model: Model, path: str | Path | None = None, *, exporter: str =
         raise ConfigError(f"exporter '{exporter}' is not one of {', '.join(EXPORTERS)}")
     if model.module is None:
         raise ConfigError(f"'{model.name}' is already an ONNX model: nothing to export")
+    report = None
     if path is None:
         final = cache_dir() / _fingerprint(model, exporter) / "model.onnx"
         if not final.is_file():
-            _export_checked(model, final, exporter, atol, min_cosine, inputs)
+            report = _export_checked(model, final, exporter, atol, min_cosine, inputs)
     else:
         final = Path(path)
-        _export_checked(model, final, exporter, atol, min_cosine, inputs)
+        report = _export_checked(model, final, exporter, atol, min_cosine, inputs)
     return dataclasses.replace(model, module=None, onnx_path=final.resolve(),
-                               meta={**model.meta, "exporter": exporter})
+                               meta={**model.meta, "exporter": exporter, "export_check": report})
 
 
 def _export_checked(model: Model, final: Path, exporter: str, atol: float, min_cosine: float,
-                    inputs: list[dict[str, np.ndarray]] | None) -> None:
+                    inputs: list[dict[str, np.ndarray]] | None) -> dict[str, dict[str, float]]:
     """Export into a temporary folder beside the target, validate, then move into place."""
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=final.parent))
@@ -166,9 +169,10 @@ def _export_checked(model: Model, final: Path, exporter: str, atol: float, min_c
         except Exception as e:
             raise ExportError(f"ONNX export ({exporter}) of '{model.name}' failed: {type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}") from e
-        check(model, staged, atol=atol, min_cosine=min_cosine, inputs=inputs)
+        report = check(model, staged, atol=atol, min_cosine=min_cosine, inputs=inputs)
         for item in staging.iterdir():  # the .onnx and any external-data file beside it
             os.replace(item, final.parent / item.name.replace(staged.name, final.name, 1))
+        return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -176,3 +180,25 @@ def _export_checked(model: Model, final: Path, exporter: str, atol: float, min_c
 def onnx_bytes(path: Path) -> int:
     """Size on disk of an ONNX model with its external-data files."""
     return sum(p.stat().st_size for p in Path(path).parent.glob(Path(path).name + "*"))
+
+
+@dataclass(frozen=True)
+class ExportOnnx:
+    exporter: str = param("torchscript", "torchscript (dynamo=False; fuses fully in ONNX Runtime) or dynamo",
+                          search=("torchscript", "dynamo"))
+
+
+@register("export-onnx", ExportOnnx, formats=("torch",), summary="torch -> ONNX, validated against the source")
+def export_pass(model: Model, config: ExportOnnx, ctx: PassContext) -> PassOutput:
+    calibration = ctx.split("calibration")
+    inputs = None
+    if calibration is not None:
+        from infertune.passes.onnx_utils import sample_batches
+
+        inputs = sample_batches(model, calibration, count=8, batch=4)
+    exported = export_onnx(model, ctx.workdir / "model.onnx", exporter=config.exporter, inputs=inputs)
+    report = exported.meta["export_check"]
+    worst = max(report.items(), key=lambda kv: kv[1]["max_abs_diff"])
+    return PassOutput(exported, notes=[f"exported with {config.exporter}; output '{worst[0]}' max |diff| "
+                                       f"{worst[1]['max_abs_diff']:.2g}, min cosine {worst[1]['min_cosine']:.6f}"])
+

@@ -1,0 +1,82 @@
+"""Graph fusion: conv + batch-norm folding in torch; ONNX Runtime's transformer fusions and constant folding
+on ONNX graphs, validated numerically and saved so they are not redone at every load."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from infertune.errors import ExportError, UnsupportedModelError
+from infertune.passes.onnx_utils import as_onnx, cosine_rows, require_onnx, run_onnx, sample_batches
+from infertune.passes.registry import PassContext, PassOutput, param, register
+
+
+@dataclass(frozen=True)
+class FoldBatchNorm:
+    """Fold each eval-mode BatchNorm into the convolution before it (torch.fx)."""
+
+
+@register("fold-bn", FoldBatchNorm, formats=("torch",), summary="fold BatchNorm into the preceding conv (torch)")
+def fold_batchnorm(model, config: FoldBatchNorm, ctx: PassContext) -> PassOutput:
+    import copy
+
+    import torch
+    from torch.fx.experimental.optimization import fuse
+
+    before = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.module.modules())
+    try:
+        folded = fuse(copy.deepcopy(model.module).eval(), inplace=True)
+    except Exception as e:
+        raise UnsupportedModelError(f"fold-bn could not trace '{model.name}' with torch.fx ({type(e).__name__}: "
+                                    f"{e})") from e
+    after = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    return PassOutput(dataclasses.replace(model, module=folded),
+                      notes=[f"folded {before - after} of {before} BatchNorm layers into convolutions"])
+
+
+@dataclass(frozen=True)
+class OrtFusion:
+    model_type: str = param("bert", "ONNX Runtime transformer optimizer model type (bert, gpt2, ...); "
+                                    "'none' runs only ONNX Runtime's generic graph optimizations")
+    save_ort_format: bool = param(False, "also bake ONNX Runtime's level-'extended' optimizations into the file")
+    min_cosine: float = param(0.9999, "smallest row cosine against the unfused graph that is accepted")
+
+
+@register("ort-fusion", OrtFusion, formats=("onnx",),
+          summary="ONNX Runtime fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm), constant folding")
+def ort_fusion(model, config: OrtFusion, ctx: PassContext) -> PassOutput:
+    source = require_onnx(model, "ort-fusion")
+    target = ctx.workdir / "fused.onnx"
+    notes = []
+    if config.model_type != "none":
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        ctx.say("fusing transformer patterns")
+        optimized = optimize_model(str(source), model_type=config.model_type, opt_level=0)
+        stats = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+        optimized.save_model_to_file(str(target))
+        notes.append("fused " + (", ".join(f"{k} x{v}" for k, v in sorted(stats.items())) or "nothing"))
+    else:
+        target.write_bytes(source.read_bytes())
+    if config.save_ort_format:
+        _bake_ort_optimizations(target)
+        notes.append("ONNX Runtime extended optimizations saved into the graph")
+    batches = sample_batches(model, ctx.split("calibration"), count=16)
+    cosine = cosine_rows(run_onnx(source, batches), run_onnx(target, batches))
+    if cosine.min() < config.min_cosine:
+        raise ExportError(f"ort-fusion changed the outputs of '{model.name}': min cosine {cosine.min():.6f} "
+                          f"< {config.min_cosine}")
+    notes.append(f"validated: min cosine {cosine.min():.6f} against the unfused graph")
+    return PassOutput(as_onnx(model, target), notes=notes, details={"fused": notes[0]})
+
+
+def _bake_ort_optimizations(path: Path) -> None:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    staged = path.with_name(path.stem + ".ort-opt.onnx")
+    options.optimized_model_filepath = str(staged)
+    ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    staged.replace(path)

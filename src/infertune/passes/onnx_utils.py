@@ -1,0 +1,47 @@
+"""What the ONNX passes share: where outputs go, calibration batches, and numeric checks between graphs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from infertune.errors import UnsupportedModelError
+
+
+def as_onnx(model, path: Path):
+    """The same model (signature, tokenizer, task) backed by another ONNX file."""
+    return dataclasses.replace(model, module=None, onnx_path=Path(path).resolve(), ir_path=None)
+
+
+def sample_batches(model, split, *, count: int = 64, batch: int = 8) -> list[dict[str, np.ndarray]]:
+    """Up to `count` samples of a split in batches (text at natural length); random inputs without data."""
+    if split is None:
+        return [model.example_inputs(batch_size=batch, seed=i) for i in range(max(1, count // batch))]
+    count = min(count, len(split))
+    return [model.inputs_for(split, np.arange(start, min(start + batch, count))) for start in range(0, count, batch)]
+
+
+def run_onnx(path: Path, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    """The first output of an ONNX model on each batch (ONNX Runtime, CPU, default optimisations)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    return [session.run(None, {k: v for k, v in b.items() if k in names})[0].astype(np.float64) for b in batches]
+
+
+def cosine_rows(reference: list[np.ndarray], candidate: list[np.ndarray]) -> np.ndarray:
+    ref = np.concatenate([r.reshape(len(r), -1) for r in reference])
+    got = np.concatenate([c.reshape(len(c), -1) for c in candidate])
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
+    return np.sum(ref * got, axis=1) / np.maximum(norms, 1e-30)
+
+
+def require_onnx(model, pass_name: str) -> Path:
+    if model.onnx_path is None:
+        raise UnsupportedModelError(f"pass '{pass_name}' needs an ONNX model: add the export pass before it")
+    return Path(model.onnx_path)

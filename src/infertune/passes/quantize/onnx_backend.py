@@ -1,0 +1,152 @@
+"""ONNX Runtime quantization: int8 dynamic and static (QDQ), int4 weight-only (MatMulNBits), fp16."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infertune.errors import UnsupportedModelError
+from infertune.passes.onnx_utils import as_onnx, require_onnx, sample_batches
+from infertune.passes.registry import PassContext, PassOutput, param, register
+
+# Graphs with fused Attention need this, or quantization fails on tensors of unknown type
+FLOAT_DEFAULT = {"DefaultTensorType": 1}  # onnx.TensorProto.FLOAT
+
+
+def _quant_type(name: str):
+    from onnxruntime.quantization import QuantType
+
+    return {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}[name]
+
+
+@dataclass(frozen=True)
+class Int8Dynamic:
+    per_channel: bool = param(True, "one weight scale per output channel (else one per tensor)",
+                              search=(True, False))
+    reduce_range: bool = param(False, "7-bit weights, for CPUs without VNNI (avoids overflow)")
+    weight_type: str = param("qint8", "qint8 or quint8 weights")
+    op_types: tuple[str, ...] = param(("MatMul", "Attention", "Gemm"), "operator types to quantize")
+    exclude: tuple[str, ...] = param((), "node names kept in float (mixed precision)")
+
+
+@register("int8-dynamic", Int8Dynamic, formats=("onnx",),
+          summary="ONNX Runtime int8 weights, activations quantized at run time; no data needed")
+def int8_dynamic(model, config: Int8Dynamic, ctx: PassContext) -> PassOutput:
+    from onnxruntime.quantization import quantize_dynamic
+
+    source = require_onnx(model, "int8-dynamic")
+    target = ctx.workdir / "int8-dynamic.onnx"
+    ctx.say("quantizing (int8 dynamic)")
+    quantize_dynamic(str(source), str(target), op_types_to_quantize=list(config.op_types),
+                     per_channel=config.per_channel, reduce_range=config.reduce_range,
+                     weight_type=_quant_type(config.weight_type), nodes_to_exclude=list(config.exclude),
+                     extra_options=dict(FLOAT_DEFAULT))
+    return PassOutput(as_onnx(model, target),
+                      notes=[f"int8 dynamic, {'per-channel' if config.per_channel else 'per-tensor'} "
+                             f"{config.weight_type} weights; {len(config.exclude)} nodes kept in float"])
+
+
+@dataclass(frozen=True)
+class Int8Static:
+    calibration: str = param("minmax", "calibration method: minmax, entropy or percentile",
+                             search=("minmax", "entropy", "percentile"))
+    per_channel: bool = param(True, "one weight scale per output channel", search=(True, False))
+    activation_type: str = param("quint8", "quint8 or qint8 activations")
+    op_types: tuple[str, ...] = param(("MatMul", "Gemm", "Conv"), "operator types to quantize")
+    exclude: tuple[str, ...] = param((), "node names kept in float (mixed precision)")
+    samples: int = param(128, "calibration samples, from the calibration split only")
+    percentile: float = param(99.999, "for percentile calibration")
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader protocol over our calibration batches."""
+
+    def __init__(self, batches, input_names):
+        self._batches = [{k: v for k, v in b.items() if k in input_names} for b in batches]
+        self._index = 0
+
+    def get_next(self):
+        if self._index >= len(self._batches):
+            return None
+        self._index += 1
+        return self._batches[self._index - 1]
+
+    def rewind(self):
+        self._index = 0
+
+
+@register("int8-static", Int8Static, formats=("onnx",),
+          summary="ONNX Runtime int8 QDQ with activation ranges calibrated on the calibration split")
+def int8_static(model, config: Int8Static, ctx: PassContext) -> PassOutput:
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    source = require_onnx(model, "int8-static")
+    split = ctx.split("calibration")
+    if split is None:
+        raise UnsupportedModelError("int8-static needs calibration data: pass --data, or use int8-dynamic")
+    batches = sample_batches(model, split, count=config.samples, batch=1 if model.is_text else 16)
+    prepared = ctx.workdir / "int8-static.pre.onnx"
+    ctx.say("preparing graph for calibration")
+    try:
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=model.is_text)
+    except Exception:  # pre-processing is an optimisation; quantize the graph as it is when it fails
+        prepared = source
+    names = {i.name for i in ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()}
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[config.calibration]
+    extra = {**FLOAT_DEFAULT, "CalibPercentile": config.percentile}
+    target = ctx.workdir / "int8-static.onnx"
+    ctx.say(f"calibrating on {sum(len(next(iter(b.values()))) for b in batches)} samples ({config.calibration})")
+    quantize_static(str(prepared), str(target), _Reader(batches, names), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(config.op_types), per_channel=config.per_channel,
+                    activation_type=_quant_type(config.activation_type), weight_type=_quant_type("qint8"),
+                    nodes_to_exclude=list(config.exclude), calibrate_method=method, extra_options=extra)
+    return PassOutput(as_onnx(model, target),
+                      notes=[f"int8 static QDQ, {config.calibration} calibration on {config.samples} "
+                             f"calibration samples; {len(config.exclude)} nodes kept in float"])
+
+
+@dataclass(frozen=True)
+class Int4WeightOnly:
+    block_size: int = param(32, "weights per scale along the input dimension", search=(32, 64, 128))
+    symmetric: bool = param(True, "symmetric (no zero point) 4-bit weights")
+    accuracy_level: int = param(4, "MatMulNBits compute type: 4 = int8 activations (fast on CPU), 0 = float")
+
+
+@register("int4-weight-only", Int4WeightOnly, formats=("onnx",),
+          summary="ONNX Runtime MatMulNBits: 4-bit weights in blocks for MatMul")
+def int4_weight_only(model, config: Int4WeightOnly, ctx: PassContext) -> PassOutput:
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    source = require_onnx(model, "int4-weight-only")
+    ctx.say("quantizing weights to 4 bits")
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), block_size=config.block_size,
+                                     is_symmetric=config.symmetric, accuracy_level=config.accuracy_level)
+    quantizer.process()
+    target = ctx.workdir / "int4.onnx"
+    quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
+    return PassOutput(as_onnx(model, target),
+                      notes=[f"4-bit MatMul weights, block {config.block_size}, accuracy level {config.accuracy_level}"])
+
+
+@dataclass(frozen=True)
+class Fp16Onnx:
+    keep_io_types: bool = param(True, "inputs and outputs stay float32; casts are inserted inside")
+    op_block_list: tuple[str, ...] = param((), "operator types kept in float32 besides ONNX Runtime's defaults")
+
+
+@register("fp16", Fp16Onnx, formats=("onnx",),
+          summary="ONNX graph in float16, float32 fallback where an operator needs it")
+def fp16(model, config: Fp16Onnx, ctx: PassContext) -> PassOutput:
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    source = require_onnx(model, "fp16")
+    ctx.say("converting to float16")
+    converted = convert_float_to_float16(onnx.load(str(source)), keep_io_types=config.keep_io_types,
+                                         op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(config.op_block_list))
+    target = ctx.workdir / "fp16.onnx"
+    onnx.save(converted, str(target))
+    return PassOutput(as_onnx(model, target), notes=["float16 weights and compute, float32 inputs/outputs"])

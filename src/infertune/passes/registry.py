@@ -1,0 +1,125 @@
+"""One registry of passes: a frozen dataclass config, and the function registered for its type.
+
+    @register("int8-dynamic", formats=("onnx",))
+    def int8_dynamic(model, config: Int8Dynamic, ctx: PassContext) -> PassOutput: ...
+
+A config field carries its default, its meaning and its search space together (`param`), so the search
+reads the space from the pass and never drifts from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from infertune.errors import ConfigError, UnsupportedModelError
+
+
+def param(default: Any, help: str, *, search: tuple | None = None) -> Any:
+    """A config field with its meaning and, where the search should try several values, its space."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("config defaults must be immutable: use a tuple")
+    return field(default=default, metadata={"help": help, "search": search})
+
+
+@dataclass
+class PassContext:
+    """What a pass may use besides the model: data splits (never the held-out one) and a work folder."""
+
+    workdir: Path
+    dataset: Any = None          # infertune.data.Dataset, or None
+    progress: Callable[[str], None] | None = None
+
+    def split(self, name: str):
+        if name == "heldout":
+            raise ValueError("passes never see the held-out split: it is kept for the accuracy verdict")
+        if self.dataset is None:
+            return None
+        return self.dataset.splits.get(name) or None
+
+    def say(self, message: str) -> None:
+        if self.progress:
+            self.progress(message)
+
+
+@dataclass
+class PassOutput:
+    model: Any                                        # the new Model; the input model is never changed
+    notes: list[str] = field(default_factory=list)    # plain-language findings ("no speed-up on this hardware")
+    details: dict[str, Any] = field(default_factory=dict)  # tables for the report (e.g. layer sensitivity)
+
+
+@dataclass(frozen=True)
+class PassEntry:
+    name: str
+    config: type
+    function: Callable[..., PassOutput]
+    formats: tuple[str, ...]   # model formats it takes: "torch", "onnx"
+    summary: str
+
+
+PASSES: dict[str, PassEntry] = {}
+_BY_CONFIG: dict[type, PassEntry] = {}
+
+
+def register(name: str, config: type, *, formats: tuple[str, ...], summary: str):
+    if not dataclasses.is_dataclass(config) or not config.__dataclass_params__.frozen:
+        raise TypeError(f"pass '{name}' config {config.__name__} must be a frozen dataclass")
+
+    def decorate(function: Callable[..., PassOutput]) -> Callable[..., PassOutput]:
+        if name in PASSES or config in _BY_CONFIG:
+            raise ValueError(f"pass '{name}' ({config.__name__}) is registered twice")
+        entry = PassEntry(name, config, function, formats, summary)
+        PASSES[name] = entry
+        _BY_CONFIG[config] = entry
+        return function
+
+    return decorate
+
+
+def load_all() -> dict[str, PassEntry]:
+    """Import every pass module so the registry is complete (modules import their runtimes lazily)."""
+    import importlib
+
+    for module in ("export", "fuse", "quantize", "mixed_precision"):
+        importlib.import_module(f"infertune.passes.{module}")
+    return PASSES
+
+
+def entry_for(config: Any) -> PassEntry:
+    load_all()
+    entry = _BY_CONFIG.get(type(config))
+    if entry is None:
+        raise ConfigError(f"{type(config).__name__} is not a registered pass config: registered passes are "
+                          f"{', '.join(sorted(PASSES))}")
+    return entry
+
+
+def config_from_dict(name: str, values: dict[str, Any]) -> Any:
+    """A config from a recipe: only into registered config classes, fields checked by name."""
+    load_all()
+    if name not in PASSES:
+        raise ConfigError(f"unknown pass '{name}': registered passes are {', '.join(sorted(PASSES))}")
+    cls = PASSES[name].config
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ConfigError(f"pass '{name}' has no option '{unknown[0]}': its options are {', '.join(sorted(fields))}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return {"pass": entry_for(config).name, **{k: list(v) if isinstance(v, tuple) else v
+                                              for k, v in dataclasses.asdict(config).items()}}
+
+
+def apply(model, config: Any, ctx: PassContext) -> PassOutput:
+    """Apply one pass. Raises UnsupportedModelError when it cannot apply to this model or without data."""
+    entry = entry_for(config)
+    if model.format not in entry.formats:
+        raise UnsupportedModelError(f"pass '{entry.name}' takes a {' or '.join(entry.formats)} model, "
+                                    f"'{model.name}' is {model.format}: export it first or choose another pass")
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    return entry.function(model, config, ctx)
