@@ -88,4 +88,7 @@ def load(spec: str, *, weights: str | None = None, data: dict[str, np.ndarray] |
                         f"(forward takes {', '.join(names)}; data has {', '.join(sorted(data))})")
     sample = {n: np.ascontiguousarray(data[n][:2]) for n in names}
     signature = _signature(module, sample)
-    return Model(name=spec.rpartition(":")[2], source=spec, signature=signature, task=guess_task(signature), module=module, weights=weights)
+    # a factory may say what its outputs are and facts passes use (attention heads...)
+    task = getattr(module, "infertune_task", None) or guess_task(signature)
+    return Model(name=spec.rpartition(":")[2], source=spec, signature=signature, task=task,
+                 meta=dict(getattr(module, "infertune_meta", {})), module=module, weights=weights)

@@ -50,9 +50,9 @@ def encode(texts: list[str]) -> dict[str, np.ndarray]:
 
 
 def build_module():
-    import torch
-    from torch import nn
+    from infertune.quiet import quiet_third_party_logs
 
+    quiet_third_party_logs()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import BertModel
     from transformers.utils import logging as hf_logging
@@ -60,18 +60,7 @@ def build_module():
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
-    class MeanPooledEncoder(nn.Module):
-        """BERT encoder, attention-masked mean pooling, L2 normalisation (as sentence-transformers)."""
-
-        def __init__(self, bert: nn.Module):
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
-
     bert = BertModel.from_pretrained(str(model_dir()), add_pooling_layer=False)
+    from infertune.model.pooling import MeanPooledEncoder
+
     return MeanPooledEncoder(bert).eval()

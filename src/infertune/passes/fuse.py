@@ -39,6 +39,8 @@ def fold_batchnorm(model, config: FoldBatchNorm, ctx: PassContext) -> PassOutput
 class OrtFusion:
     model_type: str = param("bert", "ONNX Runtime transformer optimizer model type (bert, gpt2, ...); "
                                     "'none' runs only ONNX Runtime's generic graph optimizations")
+    num_heads: int = param(0, "attention heads; 0 takes the model's own figure, or lets ONNX Runtime detect it")
+    hidden_size: int = param(0, "hidden size; 0 takes the model's own figure, or lets ONNX Runtime detect it")
     save_ort_format: bool = param(False, "also bake ONNX Runtime's level-'extended' optimizations into the file")
     min_cosine: float = param(0.9999, "smallest row cosine against the unfused graph that is accepted")
 
@@ -53,7 +55,10 @@ def ort_fusion(model, config: OrtFusion, ctx: PassContext) -> PassOutput:
         from onnxruntime.transformers.optimizer import optimize_model
 
         ctx.say("fusing transformer patterns")
-        optimized = optimize_model(str(source), model_type=config.model_type, opt_level=0)
+        heads = config.num_heads or int(model.meta.get("num_heads", 0))
+        hidden = config.hidden_size or int(model.meta.get("hidden_size", 0))
+        optimized = optimize_model(str(source), model_type=config.model_type, opt_level=0, num_heads=heads,
+                                   hidden_size=hidden)
         stats = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
         optimized.save_model_to_file(str(target))
         notes.append("fused " + (", ".join(f"{k} x{v}" for k, v in sorted(stats.items())) or "nothing"))

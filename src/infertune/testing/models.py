@@ -76,3 +76,33 @@ def abort_on_forward():
             os.abort()
 
     return Aborting().eval()
+
+
+def tiny_bert():
+    """A 2-layer BERT (hidden 32, 2 heads, vocabulary 100) with mean pooling: MiniLM's shape, in miniature."""
+    from infertune.quiet import quiet_third_party_logs
+
+    quiet_third_party_logs()
+    _seeded()
+    from transformers import BertConfig, BertModel
+
+    from infertune.model.pooling import MeanPooledEncoder
+
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    model = MeanPooledEncoder(BertModel(config, add_pooling_layer=False)).eval()
+    model.infertune_task = "embedding"  # 32-d outputs would otherwise be taken for class scores
+    model.infertune_meta = {"num_heads": 2, "hidden_size": 32}
+    return model
+
+
+def bert_data(n: int = 48, seed: int = 0) -> dict[str, np.ndarray]:
+    """Token ids of varied lengths (padded to 12) with their attention mask, for `tiny_bert`."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 13, size=n)
+    ids = np.zeros((n, 12), np.int64)
+    mask = np.zeros((n, 12), np.int64)
+    for i, length in enumerate(lengths):
+        ids[i, :length] = rng.integers(1, 100, size=length)
+        mask[i, :length] = 1
+    return {"input_ids": ids, "attention_mask": mask}

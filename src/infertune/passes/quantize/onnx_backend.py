@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from infertune.errors import UnsupportedModelError
@@ -10,6 +11,16 @@ from infertune.passes.registry import PassContext, PassOutput, param, register
 
 # Graphs with fused Attention need this, or quantization fails on tensors of unknown type
 FLOAT_DEFAULT = {"DefaultTensorType": 1}  # onnx.TensorProto.FLOAT
+
+
+class _DropPreprocessAdvice(logging.Filter):
+    """ONNX Runtime's quantizer logs advice to the root logger on every call; int8-static pre-processes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider to run pre-processing")
+
+
+logging.getLogger().addFilter(_DropPreprocessAdvice())
 
 
 def _quant_type(name: str):

@@ -23,13 +23,13 @@ class Int8Nncf:
 @register("int8-nncf", Int8Nncf, formats=("onnx",),
           summary="NNCF int8 for OpenVINO, calibrated on the calibration split (transformer scheme, SmoothQuant)")
 def int8_nncf(model, config: Int8Nncf, ctx: PassContext) -> PassOutput:
-    import logging
+    from infertune.quiet import quiet_third_party_logs
 
+    quiet_third_party_logs()
     import nncf
     import openvino as ov
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
-    logging.getLogger("nncf").setLevel(logging.ERROR)
     source = require_onnx(model, "int8-nncf")
     split = ctx.split("calibration")
     if split is None:

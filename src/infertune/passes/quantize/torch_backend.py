@@ -19,6 +19,9 @@ class Int8Torchao:
 @register("int8-torchao", Int8Torchao, formats=("torch",),
           summary="torchao quantize_ with int8 dynamic activations and int8 weights (run under torch-compile)")
 def int8_torchao(model, config: Int8Torchao, ctx: PassContext) -> PassOutput:
+    from infertune.quiet import quiet_third_party_logs
+
+    quiet_third_party_logs()
     try:
         from torchao.quantization import (Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig,
                                           quantize_)

@@ -1,0 +1,124 @@
+"""Every registered pass, applied to a tiny model: it runs, stays close to the source, and leaves the source
+unchanged. A pass registered without an entry in PASS_TESTS fails `test_every_registered_pass_is_tested`."""
+
+import numpy as np
+import pytest
+
+from infertune.backends import load_session
+from infertune.errors import UnsupportedModelError
+from infertune.passes.export import ExportOnnx
+from infertune.passes.fuse import FoldBatchNorm, OrtFusion
+from infertune.passes.mixed_precision import MixedPrecisionInt8
+from infertune.passes.quantize.onnx_backend import Fp16Onnx, Int4WeightOnly, Int8Dynamic, Int8Static
+from infertune.passes.quantize.openvino_backend import Int8Nncf
+from infertune.passes.quantize.torch_backend import Int8Torchao
+from infertune.passes.registry import PassContext, apply, load_all
+
+# pass -> (model fixture, data fixture or None, config, backend for the result, smallest mean cosine)
+PASS_TESTS = {
+    "export-onnx": ("mlp_model", None, ExportOnnx(), "onnxruntime", 0.9999),
+    "fold-bn": ("cnn_model", None, FoldBatchNorm(), "torch", 0.9999),
+    "ort-fusion": ("bert_onnx", "bert_dataset", OrtFusion(), "onnxruntime", 0.9999),
+    "int8-dynamic": ("mlp_onnx_model", None, Int8Dynamic(), "onnxruntime", 0.99),
+    "int8-static": ("mlp_onnx_model", "mlp_dataset", Int8Static(), "onnxruntime", 0.98),
+    "int4-weight-only": ("bert_onnx", None, Int4WeightOnly(block_size=16), "onnxruntime", 0.95),
+    "fp16": ("mlp_onnx_model", None, Fp16Onnx(), "onnxruntime", 0.999),
+    "int8-nncf": ("mlp_onnx_model", "mlp_dataset", Int8Nncf(subset_size=32), "openvino", 0.98),
+    "int8-torchao": ("mlp_model", None, Int8Torchao(), "torch", 0.98),
+    "int8-mixed": ("bert_onnx", "bert_dataset", MixedPrecisionInt8(max_drop=0.0, validation_samples=16),
+                   "onnxruntime", 0.99),
+}
+
+
+@pytest.fixture(scope="session")
+def cnn_model():
+    from infertune.model import load_model
+
+    return load_model("infertune.testing.models:tiny_cnn",
+                      data={"input": np.zeros((2, 1, 8, 8), np.float32)})
+
+
+@pytest.fixture(scope="session")
+def mlp_onnx_model(mlp_onnx):
+    from infertune.model import load_model
+
+    return load_model(str(mlp_onnx))
+
+
+@pytest.fixture(scope="session")
+def bert_onnx(bert_model, tmp_path_factory):
+    from infertune.passes.export import export_onnx
+
+    return export_onnx(bert_model, tmp_path_factory.mktemp("bert") / "bert.onnx")
+
+
+def _inputs(model):
+    if "input_ids" in model.signature.input_names:
+        from infertune.testing.models import bert_data
+
+        return bert_data(8, seed=5)
+    shape = model.signature.inputs[0].shape
+    rng = np.random.default_rng(7)
+    return {model.signature.input_names[0]: rng.standard_normal((8, *shape[1:])).astype(np.float32)}
+
+
+def _cosine(a, b):
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    return float(np.mean(np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+
+
+def test_every_registered_pass_is_tested():
+    assert set(load_all()) == set(PASS_TESTS)
+
+
+@pytest.mark.parametrize("name", sorted(PASS_TESTS))
+def test_pass_runs_on_a_tiny_model_and_stays_close(name, request, tmp_path):
+    model_fixture, data_fixture, config, backend, min_cosine = PASS_TESTS[name]
+    model = request.getfixturevalue(model_fixture)
+    dataset = request.getfixturevalue(data_fixture) if data_fixture else None
+    before = {k: v.clone() for k, v in model.module.state_dict().items()} if model.module is not None else None
+    source_file = model.onnx_path.read_bytes() if model.onnx_path is not None else None
+    reference_backend = "torch" if model.format == "torch" else "onnxruntime"
+    inputs = _inputs(model)
+    reference = next(iter(load_session(model, reference_backend).run(inputs).values()))
+
+    output = apply(model, config, PassContext(workdir=tmp_path, dataset=dataset))
+
+    result = next(iter(load_session(output.model, backend).run(inputs).values()))
+    assert result.shape == reference.shape
+    assert _cosine(reference, result) >= min_cosine
+    assert output.notes, "a pass says what it did"
+    if before is not None:
+        assert all(bool((model.module.state_dict()[k] == v).all()) for k, v in before.items())
+    if source_file is not None:
+        assert model.onnx_path.read_bytes() == source_file
+
+
+def test_static_int8_without_calibration_data_says_what_to_do(mlp_onnx_model, tmp_path):
+    with pytest.raises(UnsupportedModelError, match="int8-static needs calibration data: pass --data, or use "
+                                                    "int8-dynamic"):
+        apply(mlp_onnx_model, Int8Static(), PassContext(workdir=tmp_path))
+
+
+def test_onnx_pass_on_a_torch_model_says_to_export_first(mlp_model, tmp_path):
+    with pytest.raises(UnsupportedModelError, match="takes a onnx model.*export it first"):
+        apply(mlp_model, Int8Dynamic(), PassContext(workdir=tmp_path))
+
+
+def test_ort_fusion_fuses_bert_attention(bert_onnx, bert_dataset, tmp_path):
+    output = apply(bert_onnx, OrtFusion(), PassContext(workdir=tmp_path, dataset=bert_dataset))
+    assert "Attention x2" in output.notes[0] and "SkipLayerNormalization" in output.notes[0]
+
+
+def test_mixed_precision_ranks_layers_and_keeps_the_worst_in_float(bert_onnx, bert_dataset, tmp_path):
+    output = apply(bert_onnx, MixedPrecisionInt8(max_drop=0.0, validation_samples=16),
+                   PassContext(workdir=tmp_path, dataset=bert_dataset))
+    table = output.details["sensitivity"]
+    assert len(table) >= 4 and [r["drop_alone"] for r in table] == sorted((r["drop_alone"] for r in table),
+                                                                             reverse=True)
+    assert output.details["kept_float"] and output.details["kept_float"][0] == table[0]["layer"]
+
+
+def test_passes_never_see_the_heldout_split(mlp_dataset, tmp_path):
+    with pytest.raises(ValueError, match="never see the held-out split"):
+        PassContext(workdir=tmp_path, dataset=mlp_dataset).split("heldout")
