@@ -44,7 +44,13 @@ def mlp_onnx(tmp_path_factory, mlp_model) -> Path:
 
 
 def run_cli(*args: str, cwd: Path | None = None):
+    """The real command line in a child process."""
     import subprocess
 
     return subprocess.run([sys.executable, "-m", "infertune.cli", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=600, env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.fixture(scope="session")
+def cli():
+    return run_cli

@@ -2,8 +2,6 @@ import json
 
 import numpy as np
 
-from conftest import run_cli
-
 
 def one_line_error(result) -> str:
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
@@ -12,40 +10,40 @@ def one_line_error(result) -> str:
     return lines[0]
 
 
-def test_models_lists_the_zoo_and_the_backends():
-    result = run_cli("models")
+def test_models_lists_the_zoo_and_the_backends(cli):
+    result = cli("models")
     assert result.returncode == 0, result.stderr
     for name in ("minilm", "digits-cnn", "digits", "docstrings", "onnxruntime", "openvino", "torch-compile"):
         assert name in result.stdout
 
 
-def test_unknown_zoo_name_exits_2_naming_it():
-    result = run_cli("bench", "resnet9000")
+def test_unknown_zoo_name_exits_2_naming_it(cli):
+    result = cli("bench", "resnet9000")
     assert result.returncode == 2
     assert "unknown model 'resnet9000'" in one_line_error(result)
 
 
-def test_missing_model_file_exits_2_naming_it(tmp_path):
-    result = run_cli("predict", str(tmp_path / "nope.onnx"), "--data", "digits", "--out", str(tmp_path / "o.npz"))
+def test_missing_model_file_exits_2_naming_it(cli, tmp_path):
+    result = cli("predict", str(tmp_path / "nope.onnx"), "--data", "digits", "--out", str(tmp_path / "o.npz"))
     assert result.returncode == 2
     assert "nope.onnx' not found" in one_line_error(result)
 
 
-def test_npz_missing_an_input_exits_2_naming_it(tmp_path, mlp_onnx):
+def test_npz_missing_an_input_exits_2_naming_it(cli, tmp_path, mlp_onnx):
     np.savez(tmp_path / "wrong.npz", features=np.zeros((4, 16), np.float32))
-    result = run_cli("predict", str(mlp_onnx), "--data", str(tmp_path / "wrong.npz"), "--out", str(tmp_path / "o.npz"))
+    result = cli("predict", str(mlp_onnx), "--data", str(tmp_path / "wrong.npz"), "--out", str(tmp_path / "o.npz"))
     assert result.returncode == 2
     assert "'input'" in one_line_error(result)
 
 
-def test_bad_batch_sizes_exit_2():
-    result = run_cli("bench", "digits-cnn", "--batch-sizes", "1,x")
+def test_bad_batch_sizes_exit_2(cli):
+    result = cli("bench", "digits-cnn", "--batch-sizes", "1,x")
     assert result.returncode == 2 and "--batch-sizes" in one_line_error(result)
 
 
-def test_bench_writes_json_and_prints_the_table(tmp_path):
+def test_bench_writes_json_and_prints_the_table(cli, tmp_path):
     out = tmp_path / "bench.json"
-    result = run_cli("bench", "digits-cnn", "--backend", "torch,onnxruntime", "--batch-sizes", "1,8",
+    result = cli("bench", "digits-cnn", "--backend", "torch,onnxruntime", "--batch-sizes", "1,8",
                      "--min-time", "0", "--min-runs", "3", "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert "b1 p50 ms" in result.stdout and "onnxruntime" in result.stdout
@@ -55,23 +53,23 @@ def test_bench_writes_json_and_prints_the_table(tmp_path):
     assert data["hardware"]["cpu_model"]
 
 
-def test_bench_where_every_backend_fails_exits_1(tmp_path):
-    result = run_cli("bench", "digits-cnn", "--backend", "onnxruntime", "--precision", "bf16",
+def test_bench_where_every_backend_fails_exits_1(cli, tmp_path):
+    result = cli("bench", "digits-cnn", "--backend", "onnxruntime", "--precision", "bf16",
                      "--min-time", "0", "--min-runs", "2")
     assert result.returncode == 1 and "every backend failed" in result.stderr
 
 
-def test_predict_writes_outputs_for_every_sample(tmp_path, mlp_onnx, mlp_npz):
+def test_predict_writes_outputs_for_every_sample(cli, tmp_path, mlp_onnx, mlp_npz):
     out = tmp_path / "pred.npz"
-    result = run_cli("predict", str(mlp_onnx), "--data", str(mlp_npz), "--out", str(out))
+    result = cli("predict", str(mlp_onnx), "--data", str(mlp_npz), "--out", str(out))
     assert result.returncode == 0, result.stderr
     with np.load(out) as saved:
         assert saved["output"].shape == (64, 10)
 
 
-def test_predict_on_zoo_data_uses_the_heldout_split(tmp_path):
+def test_predict_on_zoo_data_uses_the_heldout_split(cli, tmp_path):
     out = tmp_path / "digits.npz"
-    result = run_cli("predict", "digits-cnn", "--data", "digits", "--out", str(out), "--backend", "onnxruntime")
+    result = cli("predict", "digits-cnn", "--data", "digits", "--out", str(out), "--backend", "onnxruntime")
     assert result.returncode == 0, result.stderr
     from infertune.data import load_dataset, top1_accuracy
 
