@@ -88,24 +88,11 @@ def main() -> int:
             "fp32. `ran as` is the precision the runtime reported back.", "",
             f"Hardware: {hardware_line(hw)}; memory {hw['memory_bytes'] / 2**30:.0f} GiB.", "",
             "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()), "", *sections]
-    from infertune.io import write_bytes_atomic
+    from benchmarks_common import replace_section
 
-    _replace_section(args.out, "\n".join(body), write_bytes_atomic)
+    replace_section(args.out, "\n".join(body))
     print(f"wrote {args.out}")
     return 0
-
-
-def _replace_section(path: Path, section: str, write) -> None:
-    """docs/benchmarks.md holds one section per benchmark script; replace ours, keep the others."""
-    text = path.read_text() if path.is_file() else "# Benchmarks\n\nEvery figure here was printed by the script named in its section.\n"
-    header = section.splitlines()[0]
-    if header in text:
-        start = text.index(header)
-        nxt = text.find("\n## ", start + len(header))
-        text = text[:start] + section.rstrip() + "\n" + (text[nxt:] if nxt != -1 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
-    write(path, text.encode())
 
 
 if __name__ == "__main__":

@@ -74,8 +74,11 @@ def load_zoo(name: str) -> Model:
     return model
 
 
-def zoo_onnx(name: str, onnx_path: str | Path) -> Model:
-    """A zoo model's exported ONNX file with the zoo's signature and tokenizer."""
+def zoo_onnx(name: str, path: str | Path) -> Model:
+    """A zoo model's exported artifact (ONNX file, or OpenVINO IR .xml) with the zoo's signature and tokenizer."""
     model = ZOO[name].stub(name)
-    model.onnx_path = Path(onnx_path).resolve()
+    if Path(path).suffix == ".xml":
+        model.ir_path = Path(path).resolve()
+    else:
+        model.onnx_path = Path(path).resolve()
     return model

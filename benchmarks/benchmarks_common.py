@@ -1,0 +1,20 @@
+"""What the benchmark scripts share: docs/benchmarks.md holds one section per script."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from infertune.io import write_bytes_atomic
+
+
+def replace_section(path: Path, section: str) -> None:
+    """docs/benchmarks.md holds one section per benchmark script; replace ours, keep the others."""
+    text = path.read_text() if path.is_file() else "# Benchmarks\n\nEvery figure here was printed by the script named in its section.\n"
+    header = section.splitlines()[0]
+    if header in text:
+        start = text.index(header)
+        nxt = text.find("\n## ", start + len(header))
+        text = text[:start] + section.rstrip() + "\n" + (text[nxt:] if nxt != -1 else "")
+    else:
+        text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
+    write_bytes_atomic(path, text.encode())

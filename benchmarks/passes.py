@@ -1,0 +1,174 @@
+"""Every pass configuration on both reference models, measured side by side in one run.
+
+One row per configuration: the backend it runs on, quality against the fp32 baseline on the held-out split,
+size on disk, batch-1 p50 / p99, large-batch throughput, and the speed-up against torch eager fp32 measured
+in the same run. ONNX and OpenVINO artifacts are measured in a fresh process each; torch artifacts changed in
+memory (BN folding, torchao) are measured in this process, one after another.
+
+    .venv/bin/python benchmarks/passes.py [--quick] [--only minilm|digits-cnn] [--out docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from infertune.bench import BenchJob, Timing
+from infertune.bench.isolated import run_isolated
+from infertune.bench.job import load_for_job, run_job
+from infertune.bench.suite import fidelity, reference_outputs
+from infertune.data import load_dataset
+from infertune.passes.export import ExportOnnx
+from infertune.passes.fuse import FoldBatchNorm, OrtFusion
+from infertune.passes.mixed_precision import MixedPrecisionInt8
+from infertune.passes.quantize.onnx_backend import Fp16Onnx, Int4WeightOnly, Int8Dynamic, Int8Static
+from infertune.passes.quantize.openvino_backend import Int8Nncf
+from infertune.passes.quantize.torch_backend import Int8Torchao
+from infertune.passes.registry import PassContext, apply
+
+EXPORT, FUSE = ExportOnnx(), OrtFusion()
+# (label, passes, backend, backend options)
+ROWS = {
+    "minilm": [
+        ("torch eager fp32 (baseline)", [], "torch", {}),
+        ("onnxruntime fp32", [EXPORT], "onnxruntime", {}),
+        ("onnxruntime fp32, fused", [EXPORT, FUSE], "onnxruntime", {}),
+        ("onnxruntime int8 dynamic per-tensor (Optimum avx512_vnni preset)", [EXPORT, Int8Dynamic(per_channel=False)],
+         "onnxruntime", {}),
+        ("onnxruntime int8 dynamic per-channel, fused", [EXPORT, FUSE, Int8Dynamic()], "onnxruntime", {}),
+        ("onnxruntime int8 mixed precision (validation drop <= 0.004), fused",
+         [EXPORT, FUSE, MixedPrecisionInt8(max_drop=0.004)], "onnxruntime", {}),
+        ("onnxruntime int8 static QDQ minmax per-channel", [EXPORT, Int8Static()], "onnxruntime", {}),
+        ("onnxruntime int4 weight-only (block 32), fused", [EXPORT, FUSE, Int4WeightOnly()], "onnxruntime", {}),
+        ("onnxruntime fp16, fused", [EXPORT, FUSE, Fp16Onnx()], "onnxruntime", {}),
+        ("openvino fp32 hint", [EXPORT], "openvino", {}),
+        ("openvino bf16 hint", [EXPORT], "openvino", {"precision": "bf16"}),
+        ("openvino + NNCF int8 (transformer scheme)", [EXPORT, Int8Nncf()], "openvino", {}),
+        ("torch-compile (freezing) fp32", [], "torch-compile", {}),
+        ("torchao int8 dyn-act/int8-weight + torch-compile (freezing)", [Int8Torchao()], "torch-compile", {}),
+        ("torch eager bf16", [], "torch", {"precision": "bf16"}),
+    ],
+    "digits-cnn": [
+        ("torch eager fp32 (baseline)", [], "torch", {}),
+        ("torch eager, BN folded", [FoldBatchNorm()], "torch", {}),
+        ("onnxruntime fp32", [EXPORT], "onnxruntime", {}),
+        ("onnxruntime int8 dynamic per-channel", [EXPORT, Int8Dynamic()], "onnxruntime", {}),
+        ("onnxruntime int8 static QDQ minmax per-channel", [EXPORT, Int8Static()], "onnxruntime", {}),
+        ("onnxruntime fp16", [EXPORT, Fp16Onnx()], "onnxruntime", {}),
+        ("openvino fp32 hint", [EXPORT], "openvino", {}),
+        ("openvino + NNCF int8", [EXPORT, Int8Nncf()], "openvino", {}),
+        ("torch-compile (freezing) fp32", [], "torch-compile", {}),
+    ],
+}
+BATCHES = {"minilm": (1, 32), "digits-cnn": (1, 256)}
+
+
+def build(model, passes, dataset, workdir: Path):
+    notes = []
+    for index, config in enumerate(passes):
+        out = apply(model, config, PassContext(workdir=workdir / f"{index}-{type(config).__name__}", dataset=dataset,
+                                               progress=lambda s: print(f"      {s}", file=sys.stderr)))
+        model = out.model
+        notes += out.notes
+    return model, notes
+
+
+def measure(name, artifact, backend, options, sizes, timing, outputs_path, split, data_name):
+    path = artifact.ir_path or artifact.onnx_path
+    job = BenchJob(model=name, backend=backend, options=options, onnx_path=str(path) if path else None,
+                   batch_sizes=sizes, timing=timing, outputs_path=str(outputs_path))
+    if path is not None:
+        return run_isolated(job)
+    return run_job(job, model=artifact, split=split, data_name=data_name)
+
+
+def quality(model_name, fid, baseline_top1):
+    if model_name == "minilm":
+        return f"cos {fid['cosine_mean']:.4f} (min {fid['cosine_min']:.4f}), top-10 nn {fid['neighbour_agreement_10']:.3f}"
+    return f"top-1 {fid['top1_candidate']:.4f} ({(fid['top1_candidate'] - baseline_top1) * 100:+.1f} pt)"
+
+
+def run_model(name: str, timing: Timing, workdir: Path) -> str:
+    sizes = BATCHES[name]
+    model, split, data_name = load_for_job(BenchJob(model=name, backend="torch"))
+    dataset = load_dataset(data_name)
+    reference = reference_outputs(model, split, 256)
+    baseline_top1 = None
+    if split.labels is not None:
+        first = next(iter(reference.values()))
+        baseline_top1 = float(np.mean(first.argmax(axis=1) == split.labels[:len(first)]))
+    rows, base_p50 = [], None
+    for i, (label, passes, backend, options) in enumerate(ROWS[name]):
+        print(f"   [{name}] {label}", file=sys.stderr, flush=True)
+        try:
+            artifact, notes = build(model, passes, dataset, workdir / name / str(i))
+        except Exception as e:  # a pass that fails is a row that says so, never the end of the run
+            rows.append((label, backend, None, f"pass failed: {type(e).__name__}: {e}"))
+            continue
+        outputs = workdir / name / f"outputs-{i}.npz"
+        try:
+            result = measure(name, artifact, backend, options, sizes, timing, outputs, split, data_name)
+        except Exception as e:
+            rows.append((label, backend, None, f"measurement failed: {type(e).__name__}: {e}"))
+            continue
+        if result.ok and outputs.is_file():
+            with np.load(outputs) as saved:
+                result.fidelity = fidelity(reference, dict(saved), split.labels)
+        if result.ok and base_p50 is None:
+            base_p50 = result.at(sizes[0]).p50_ms
+        rows.append((label, backend, result, "; ".join(notes)))
+    small, large = sizes
+    lines = [f"### {name}", "", f"| configuration | backend | ran as | quality vs fp32 | size MB | b{small} p50 ms | "
+             f"b{small} p99 ms | b{large} items/s | b{small} speed-up vs torch eager fp32 |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for label, backend, result, notes in rows:
+        if result is None or not result.ok:
+            reason = notes if result is None else result.error
+            lines.append(f"| {label} | {backend} | failed: {reason} | | | | | | |")
+            continue
+        a, b = result.at(small), result.at(large)
+        lines.append(f"| {label} | {backend} | {result.precision} | {quality(name, result.fidelity, baseline_top1)} | "
+                     f"{result.artifact_bytes / 1e6:.2f} | {a.p50_ms:.3f} | {a.p99_ms:.3f} | {b.items_per_s:.0f} | "
+                     f"{base_p50 / a.p50_ms:.2f}x |")
+        print(f"      -> {lines[-1]}", flush=True)
+    notes = [f"- {label}: {n}" for label, _, r, n in rows if n]
+    return "\n".join(lines + ["", "Pass notes:", *notes]) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short timing (a smoke run, not for quoting)")
+    parser.add_argument("--only", choices=sorted(ROWS), help="one model only")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    args = parser.parse_args()
+    timing = Timing(min_runs=5, min_seconds=0.2) if args.quick else Timing(min_runs=100, min_seconds=3.0)
+    from infertune.bench.hardware import fingerprint, versions
+    from infertune.report.terminal import hardware_line
+
+    sections = []
+    with tempfile.TemporaryDirectory(prefix="infertune-passes-") as tmp:
+        for name in ([args.only] if args.only else ROWS):
+            sections.append(run_model(name, timing, Path(tmp)))
+            print(sections[-1], flush=True)
+    hw = fingerprint()
+    body = ["## Passes", "",
+            "Written by `benchmarks/passes.py`" + (" (--quick: smoke figures, not for quoting)" if args.quick else "")
+            + ". Passes are applied with the calibration split only; quality is measured on the first 256 "
+            "held-out samples against torch eager fp32; latency on the held-out split (natural-length sentences "
+            "for minilm). ONNX/OpenVINO rows ran in a fresh process each, torch rows in the script's process. "
+            "All rows come from one run.", "",
+            f"Hardware: {hardware_line(hw)}.", "", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+            "", *sections]
+    from benchmarks_common import replace_section
+
+    replace_section(args.out, "\n".join(body))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
