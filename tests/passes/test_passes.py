@@ -12,7 +12,12 @@ from infertune.passes.mixed_precision import MixedPrecisionInt8
 from infertune.passes.quantize.onnx_backend import Fp16Onnx, Int4WeightOnly, Int8Dynamic, Int8Static
 from infertune.passes.quantize.openvino_backend import Int8Nncf
 from infertune.passes.quantize.torch_backend import Int8Torchao
+from infertune.passes.cluster import WeightSharing
+from infertune.passes.distill import Distill
+from infertune.passes.lowrank import LowRank
+from infertune.passes.prune import MagnitudePrune, StructuredPrune
 from infertune.passes.registry import PassContext, apply, load_all
+from infertune.passes.sparse import SparseLinear
 
 # pass -> (model fixture, data fixture or None, config, backend for the result, smallest mean cosine)
 PASS_TESTS = {
@@ -27,6 +32,13 @@ PASS_TESTS = {
     "int8-torchao": ("mlp_model", None, Int8Torchao(), "torch", 0.98),
     "int8-mixed": ("bert_onnx", "bert_dataset", MixedPrecisionInt8(max_drop=0.0, validation_samples=16),
                    "onnxruntime", 0.99),
+    "prune-magnitude": ("mlp_model", None, MagnitudePrune(sparsity=0.2), "torch", 0.9),
+    # trained passes move the outputs on purpose: their quality is tested on real digits below
+    "prune-structured": ("mlp_model", "mlp_dataset", StructuredPrune(amount=0.25, fine_tune_epochs=1), "torch", None),
+    "distill": ("mlp_model", "mlp_dataset", Distill(epochs=1), "torch", None),
+    "lowrank": ("mlp_model", None, LowRank(), "torch", 0.9999),
+    "weight-sharing": ("bert_model", None, WeightSharing(bits=8), "torch", 0.99),
+    "sparse-linear": ("mlp_model", None, SparseLinear(), "torch", 0.9999),
 }
 
 
@@ -86,7 +98,8 @@ def test_pass_runs_on_a_tiny_model_and_stays_close(name, request, tmp_path):
 
     result = next(iter(load_session(output.model, backend).run(inputs).values()))
     assert result.shape == reference.shape
-    assert _cosine(reference, result) >= min_cosine
+    if min_cosine is not None:
+        assert _cosine(reference, result) >= min_cosine
     assert output.notes, "a pass says what it did"
     if before is not None:
         assert all(bool((model.module.state_dict()[k] == v).all()) for k, v in before.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import os
 
 import numpy as np
 
@@ -57,7 +58,8 @@ class TorchSession(Session):
         self.settings = settings
         self.signature = model.signature
         self.precision = settings.precision
-        self.artifact_bytes = state_dict_bytes(module)
+        stored = model.meta.get("storage_path")  # compact storage written by a pass (codebooks, CSR)
+        self.artifact_bytes = os.path.getsize(stored) if stored else state_dict_bytes(module)
         self._module = module
         self._dtype = dtype
         self._device = settings.device

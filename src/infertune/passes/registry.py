@@ -83,7 +83,7 @@ def load_all() -> dict[str, PassEntry]:
     """Import every pass module so the registry is complete (modules import their runtimes lazily)."""
     import importlib
 
-    for module in ("export", "fuse", "quantize", "mixed_precision"):
+    for module in ("export", "fuse", "quantize", "mixed_precision", "prune", "distill", "lowrank", "cluster", "sparse"):
         importlib.import_module(f"infertune.passes.{module}")
     return PASSES
 
@@ -122,4 +122,10 @@ def apply(model, config: Any, ctx: PassContext) -> PassOutput:
         raise UnsupportedModelError(f"pass '{entry.name}' takes a {' or '.join(entry.formats)} model, "
                                     f"'{model.name}' is {model.format}: export it first or choose another pass")
     ctx.workdir.mkdir(parents=True, exist_ok=True)
-    return entry.function(model, config, ctx)
+    output = entry.function(model, config, ctx)
+    # a compact weights file describes the weights of the pass that wrote it; a later pass that changes
+    # the module without writing its own leaves it stale
+    stored = output.model.meta.get("storage_path")
+    if stored is not None and stored == model.meta.get("storage_path") and output.model.module is not model.module:
+        output.model.meta = {k: v for k, v in output.model.meta.items() if k != "storage_path"}
+    return output
