@@ -22,8 +22,13 @@ from infertune.bench.isolated import run_isolated
 from infertune.bench.job import load_for_job, run_job
 from infertune.bench.suite import fidelity, reference_outputs
 from infertune.data import load_dataset
+from infertune.passes.cluster import WeightSharing
+from infertune.passes.distill import Distill
 from infertune.passes.export import ExportOnnx
 from infertune.passes.fuse import FoldBatchNorm, OrtFusion
+from infertune.passes.lowrank import LowRank
+from infertune.passes.prune import MagnitudePrune, StructuredPrune
+from infertune.passes.sparse import SparseLinear
 from infertune.passes.mixed_precision import MixedPrecisionInt8
 from infertune.passes.quantize.onnx_backend import Fp16Onnx, Int4WeightOnly, Int8Dynamic, Int8Static
 from infertune.passes.quantize.openvino_backend import Int8Nncf
@@ -31,37 +36,62 @@ from infertune.passes.quantize.torch_backend import Int8Torchao
 from infertune.passes.registry import PassContext, apply
 
 EXPORT, FUSE = ExportOnnx(), OrtFusion()
-# (label, passes, backend, backend options)
+ORT_BASE, OV_BASE, TORCH_BASE = "onnxruntime fp32", "openvino fp32 hint", "torch eager fp32 (baseline)"
+# (label, passes, backend, backend options, the same-backend fp32 row it is compared with)
 ROWS = {
     "minilm": [
-        ("torch eager fp32 (baseline)", [], "torch", {}),
-        ("onnxruntime fp32", [EXPORT], "onnxruntime", {}),
-        ("onnxruntime fp32, fused", [EXPORT, FUSE], "onnxruntime", {}),
+        (TORCH_BASE, [], "torch", {}, TORCH_BASE),
+        (ORT_BASE, [EXPORT], "onnxruntime", {}, ORT_BASE),
+        ("onnxruntime fp32, fused", [EXPORT, FUSE], "onnxruntime", {}, ORT_BASE),
         ("onnxruntime int8 dynamic per-tensor (Optimum avx512_vnni preset)", [EXPORT, Int8Dynamic(per_channel=False)],
-         "onnxruntime", {}),
-        ("onnxruntime int8 dynamic per-channel, fused", [EXPORT, FUSE, Int8Dynamic()], "onnxruntime", {}),
+         "onnxruntime", {}, ORT_BASE),
+        ("onnxruntime int8 dynamic per-channel, fused", [EXPORT, FUSE, Int8Dynamic()], "onnxruntime", {}, ORT_BASE),
         ("onnxruntime int8 mixed precision (validation drop <= 0.004), fused",
-         [EXPORT, FUSE, MixedPrecisionInt8(max_drop=0.004)], "onnxruntime", {}),
-        ("onnxruntime int8 static QDQ minmax per-channel", [EXPORT, Int8Static()], "onnxruntime", {}),
-        ("onnxruntime int4 weight-only (block 32), fused", [EXPORT, FUSE, Int4WeightOnly()], "onnxruntime", {}),
-        ("onnxruntime fp16, fused", [EXPORT, FUSE, Fp16Onnx()], "onnxruntime", {}),
-        ("openvino fp32 hint", [EXPORT], "openvino", {}),
-        ("openvino bf16 hint", [EXPORT], "openvino", {"precision": "bf16"}),
-        ("openvino + NNCF int8 (transformer scheme)", [EXPORT, Int8Nncf()], "openvino", {}),
-        ("torch-compile (freezing) fp32", [], "torch-compile", {}),
-        ("torchao int8 dyn-act/int8-weight + torch-compile (freezing)", [Int8Torchao()], "torch-compile", {}),
-        ("torch eager bf16", [], "torch", {"precision": "bf16"}),
+         [EXPORT, FUSE, MixedPrecisionInt8(max_drop=0.004)], "onnxruntime", {}, ORT_BASE),
+        ("onnxruntime int8 static QDQ minmax per-channel", [EXPORT, Int8Static()], "onnxruntime", {}, ORT_BASE),
+        ("onnxruntime int4 weight-only (block 32), fused", [EXPORT, FUSE, Int4WeightOnly()], "onnxruntime", {},
+         ORT_BASE),
+        ("onnxruntime fp16, fused", [EXPORT, FUSE, Fp16Onnx()], "onnxruntime", {}, ORT_BASE),
+        (OV_BASE, [EXPORT], "openvino", {}, OV_BASE),
+        ("openvino bf16 hint", [EXPORT], "openvino", {"precision": "bf16"}, OV_BASE),
+        ("openvino + NNCF int8 (transformer scheme)", [EXPORT, Int8Nncf()], "openvino", {}, OV_BASE),
+        ("torch-compile (freezing) fp32", [], "torch-compile", {}, TORCH_BASE),
+        ("torchao int8 dyn-act/int8-weight + torch-compile (freezing)", [Int8Torchao()], "torch-compile", {},
+         TORCH_BASE),
+        ("torch eager bf16", [], "torch", {"precision": "bf16"}, TORCH_BASE),
+        ("distilled 3-layer student, torch eager", [Distill(layers=3, epochs=8, lr=5e-5)], "torch", {}, TORCH_BASE),
+        ("distilled 3-layer student, onnxruntime fused int8 per-channel",
+         [Distill(layers=3, epochs=8, lr=5e-5), EXPORT, FUSE, Int8Dynamic()], "onnxruntime", {}, ORT_BASE),
+        ("structured prune 25% heads + FFN, distil 3 epochs, torch eager",
+         [StructuredPrune(amount=0.25, fine_tune_epochs=3, lr=5e-5)], "torch", {}, TORCH_BASE),
+        ("low-rank SVD 90% energy (kept where faster), torch eager", [LowRank(energy=0.9)], "torch", {}, TORCH_BASE),
+        ("weight sharing 6-bit codebooks, torch eager", [WeightSharing(bits=6)], "torch", {}, TORCH_BASE),
+        ("magnitude prune 80% + sparse CSR Linear where faster, torch eager",
+         [MagnitudePrune(sparsity=0.8, storage="sparse"), SparseLinear()], "torch", {}, TORCH_BASE),
     ],
     "digits-cnn": [
-        ("torch eager fp32 (baseline)", [], "torch", {}),
-        ("torch eager, BN folded", [FoldBatchNorm()], "torch", {}),
-        ("onnxruntime fp32", [EXPORT], "onnxruntime", {}),
-        ("onnxruntime int8 dynamic per-channel", [EXPORT, Int8Dynamic()], "onnxruntime", {}),
-        ("onnxruntime int8 static QDQ minmax per-channel", [EXPORT, Int8Static()], "onnxruntime", {}),
-        ("onnxruntime fp16", [EXPORT, Fp16Onnx()], "onnxruntime", {}),
-        ("openvino fp32 hint", [EXPORT], "openvino", {}),
-        ("openvino + NNCF int8", [EXPORT, Int8Nncf()], "openvino", {}),
-        ("torch-compile (freezing) fp32", [], "torch-compile", {}),
+        (TORCH_BASE, [], "torch", {}, TORCH_BASE),
+        ("torch eager, BN folded", [FoldBatchNorm()], "torch", {}, TORCH_BASE),
+        (ORT_BASE, [EXPORT], "onnxruntime", {}, ORT_BASE),
+        ("onnxruntime int8 dynamic per-channel", [EXPORT, Int8Dynamic()], "onnxruntime", {}, ORT_BASE),
+        ("onnxruntime int8 static QDQ minmax per-channel", [EXPORT, Int8Static()], "onnxruntime", {}, ORT_BASE),
+        ("onnxruntime fp16", [EXPORT, Fp16Onnx()], "onnxruntime", {}, ORT_BASE),
+        (OV_BASE, [EXPORT], "openvino", {}, OV_BASE),
+        ("openvino + NNCF int8", [EXPORT, Int8Nncf()], "openvino", {}, OV_BASE),
+        ("torch-compile (freezing) fp32", [], "torch-compile", {}, TORCH_BASE),
+        ("structured prune 75% channels + fine-tune 15 epochs, torch eager",
+         [StructuredPrune(amount=0.75, fine_tune_epochs=15)], "torch", {}, TORCH_BASE),
+        ("structured prune 75% channels + fine-tune 15 epochs, onnxruntime",
+         [StructuredPrune(amount=0.75, fine_tune_epochs=15), EXPORT], "onnxruntime", {}, ORT_BASE),
+        ("distilled student at 25% width, 30 epochs, torch eager", [Distill(width=0.25, epochs=30)], "torch", {},
+         TORCH_BASE),
+        ("distilled student at 25% width, 30 epochs, onnxruntime", [Distill(width=0.25, epochs=30), EXPORT],
+         "onnxruntime", {}, ORT_BASE),
+        ("low-rank SVD 90% energy (kept where faster), torch eager", [LowRank(energy=0.9)], "torch", {}, TORCH_BASE),
+        ("weight sharing 4-bit codebooks + centroid fine-tune, torch eager",
+         [WeightSharing(bits=4, fine_tune_epochs=2)], "torch", {}, TORCH_BASE),
+        ("magnitude prune 80% + sparse CSR Linear where faster, torch eager",
+         [MagnitudePrune(sparsity=0.8, storage="sparse"), SparseLinear()], "torch", {}, TORCH_BASE),
     ],
 }
 BATCHES = {"minilm": (1, 32), "digits-cnn": (1, 256)}
@@ -86,6 +116,10 @@ def measure(name, artifact, backend, options, sizes, timing, outputs_path, split
     return run_job(job, model=artifact, split=split, data_name=data_name)
 
 
+def _ratio(base: float | None, value: float) -> str:
+    return f"{base / value:.2f}x" if base else "-"
+
+
 def quality(model_name, fid, baseline_top1):
     if model_name == "minilm":
         return f"cos {fid['cosine_mean']:.4f} (min {fid['cosine_min']:.4f}), top-10 nn {fid['neighbour_agreement_10']:.3f}"
@@ -101,41 +135,43 @@ def run_model(name: str, timing: Timing, workdir: Path) -> str:
     if split.labels is not None:
         first = next(iter(reference.values()))
         baseline_top1 = float(np.mean(first.argmax(axis=1) == split.labels[:len(first)]))
-    rows, base_p50 = [], None
-    for i, (label, passes, backend, options) in enumerate(ROWS[name]):
+    rows, p50s = [], {}
+    for i, (label, passes, backend, options, versus) in enumerate(ROWS[name]):
         print(f"   [{name}] {label}", file=sys.stderr, flush=True)
         try:
             artifact, notes = build(model, passes, dataset, workdir / name / str(i))
         except Exception as e:  # a pass that fails is a row that says so, never the end of the run
-            rows.append((label, backend, None, f"pass failed: {type(e).__name__}: {e}"))
+            rows.append((label, backend, None, f"pass failed: {type(e).__name__}: {e}", versus))
             continue
         outputs = workdir / name / f"outputs-{i}.npz"
         try:
             result = measure(name, artifact, backend, options, sizes, timing, outputs, split, data_name)
         except Exception as e:
-            rows.append((label, backend, None, f"measurement failed: {type(e).__name__}: {e}"))
+            rows.append((label, backend, None, f"measurement failed: {type(e).__name__}: {e}", versus))
             continue
         if result.ok and outputs.is_file():
             with np.load(outputs) as saved:
                 result.fidelity = fidelity(reference, dict(saved), split.labels)
-        if result.ok and base_p50 is None:
-            base_p50 = result.at(sizes[0]).p50_ms
-        rows.append((label, backend, result, "; ".join(notes)))
+        if result.ok:
+            p50s[label] = result.at(sizes[0]).p50_ms
+        rows.append((label, backend, result, "; ".join(notes), versus))
     small, large = sizes
     lines = [f"### {name}", "", f"| configuration | backend | ran as | quality vs fp32 | size MB | b{small} p50 ms | "
-             f"b{small} p99 ms | b{large} items/s | b{small} speed-up vs torch eager fp32 |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|"]
-    for label, backend, result, notes in rows:
+             f"b{small} p99 ms | b{large} items/s | b{small} speed-up vs torch eager fp32 | "
+             f"b{small} speed-up vs same-backend fp32 |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    base_p50 = p50s.get(TORCH_BASE)
+    for label, backend, result, notes, versus in rows:
         if result is None or not result.ok:
             reason = notes if result is None else result.error
-            lines.append(f"| {label} | {backend} | failed: {reason} | | | | | | |")
+            lines.append(f"| {label} | {backend} | failed: {reason} | | | | | | | |")
             continue
         a, b = result.at(small), result.at(large)
         lines.append(f"| {label} | {backend} | {result.precision} | {quality(name, result.fidelity, baseline_top1)} | "
                      f"{result.artifact_bytes / 1e6:.2f} | {a.p50_ms:.3f} | {a.p99_ms:.3f} | {b.items_per_s:.0f} | "
-                     f"{base_p50 / a.p50_ms:.2f}x |")
+                     f"{_ratio(base_p50, a.p50_ms)} | {_ratio(p50s.get(versus), a.p50_ms)} |")
         print(f"      -> {lines[-1]}", flush=True)
-    notes = [f"- {label}: {n}" for label, _, r, n in rows if n]
+    notes = [f"- {label}: {n}" for label, _, r, n, _ in rows if n]
     return "\n".join(lines + ["", "Pass notes:", *notes]) + "\n"
 
 
