@@ -97,13 +97,18 @@ ROWS = {
 BATCHES = {"minilm": (1, 32), "digits-cnn": (1, 256)}
 
 
-def build(model, passes, dataset, workdir: Path):
-    notes = []
+def build(model, passes, dataset, workdir: Path, cache: dict):
+    """Apply passes; a prefix already built for an earlier row (same configs, deterministic) is reused."""
+    notes: list[str] = []
     for index, config in enumerate(passes):
-        out = apply(model, config, PassContext(workdir=workdir / f"{index}-{type(config).__name__}", dataset=dataset,
-                                               progress=lambda s: print(f"      {s}", file=sys.stderr)))
-        model = out.model
-        notes += out.notes
+        key = tuple(passes[:index + 1])
+        if key not in cache:
+            out = apply(model, config, PassContext(workdir=workdir / f"{len(cache)}-{type(config).__name__}",
+                                                   dataset=dataset,
+                                                   progress=lambda s: print(f"      {s}", file=sys.stderr)))
+            cache[key] = (out.model, out.notes)
+        model, more = cache[key]
+        notes = notes + more
     return model, notes
 
 
@@ -135,11 +140,11 @@ def run_model(name: str, timing: Timing, workdir: Path) -> str:
     if split.labels is not None:
         first = next(iter(reference.values()))
         baseline_top1 = float(np.mean(first.argmax(axis=1) == split.labels[:len(first)]))
-    rows, p50s = [], {}
+    rows, p50s, built = [], {}, {}
     for i, (label, passes, backend, options, versus) in enumerate(ROWS[name]):
         print(f"   [{name}] {label}", file=sys.stderr, flush=True)
         try:
-            artifact, notes = build(model, passes, dataset, workdir / name / str(i))
+            artifact, notes = build(model, passes, dataset, workdir / name, built)
         except Exception as e:  # a pass that fails is a row that says so, never the end of the run
             rows.append((label, backend, None, f"pass failed: {type(e).__name__}: {e}", versus))
             continue

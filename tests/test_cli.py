@@ -13,7 +13,8 @@ def one_line_error(result) -> str:
 def test_models_lists_the_zoo_and_the_backends(cli):
     result = cli("models")
     assert result.returncode == 0, result.stderr
-    for name in ("minilm", "digits-cnn", "digits", "docstrings", "onnxruntime", "openvino", "torch-compile"):
+    for name in ("minilm", "digits-cnn", "digits", "docstrings", "onnxruntime", "openvino", "torch-compile",
+                 "int8-dynamic", "prune-structured"):
         assert name in result.stdout
 
 

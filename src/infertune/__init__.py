@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["benchmark", "export_onnx", "load", "load_model", "__version__"]
+__all__ = ["apply_passes", "benchmark", "export_onnx", "load", "load_model", "__version__"]
 
 if TYPE_CHECKING:
     from infertune.bench import benchmark
     from infertune.engine import load
     from infertune.model import load_model
+    from infertune.passes import apply_passes
     from infertune.passes.export import export_onnx
 
 _LAZY = {
@@ -21,6 +22,7 @@ _LAZY = {
     "load": "infertune.engine",
     "load_model": "infertune.model",
     "export_onnx": "infertune.passes.export",
+    "apply_passes": "infertune.passes",
 }
 
 

@@ -63,7 +63,7 @@ def _backend_configs(names: list[str], options: dict) -> list[tuple[str, dict]]:
 
 @app.command()
 def models() -> None:
-    """List the zoo: models, data sets and the backends that can run here."""
+    """List the zoo: models, data sets, the backends that can run here, and the passes."""
     from rich.console import Console
     from rich.table import Table
 
@@ -94,6 +94,15 @@ def models() -> None:
         reason = unavailable_reason(name)
         backend_table.add_row(name, "yes" if reason is None else f"no: {reason}", entry.description)
     console.print(backend_table)
+    from infertune.passes.registry import load_all
+
+    pass_table = Table(title="passes")
+    pass_table.add_column("name")
+    pass_table.add_column("takes")
+    pass_table.add_column("what it does")
+    for name, entry in load_all().items():
+        pass_table.add_row(name, ", ".join(entry.formats), entry.summary)
+    console.print(pass_table)
 
 
 @app.command()

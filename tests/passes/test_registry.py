@@ -53,3 +53,16 @@ def test_every_config_field_says_what_it_means():
     for entry in load_all().values():
         for field in dataclasses.fields(entry.config):
             assert field.metadata.get("help"), f"{entry.name}.{field.name} has no help"
+
+
+def test_apply_passes_chains_passes_and_keeps_their_notes(tmp_path):
+    import numpy as np
+
+    import infertune
+    from infertune.passes.export import ExportOnnx
+    from infertune.passes.quantize.onnx_backend import Int8Dynamic
+
+    model, outputs = infertune.apply_passes("digits-cnn", [ExportOnnx(), Int8Dynamic()], workdir=tmp_path)
+    assert model.format == "onnx" and len(outputs) == 2 and all(o.notes for o in outputs)
+    out = infertune.load(model).run({"pixels": np.zeros((2, 1, 8, 8), np.float32)})
+    assert out["logits"].shape == (2, 10)

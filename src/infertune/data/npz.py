@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import zipfile
 from pathlib import Path
 from typing import Mapping
@@ -69,19 +68,10 @@ def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> 
             raise DataError(f"array {key!r} has dtype object, which .npz can only store by pickling: "
                             "convert it to a numeric dtype first")
         prepared[key] = arr
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_name = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    # os.open with O_EXCL rather than mkstemp, so the file gets the user's umask, not owner-only
-    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **prepared)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    from infertune.io import atomic_open
+
+    with atomic_open(path) as handle:
+        np.savez(handle, **prepared)
     return path
 
 

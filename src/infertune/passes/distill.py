@@ -62,9 +62,7 @@ def _thin_student(module, width: float, reinit: bool):
 
 @register("distill", Distill, formats=("torch",), summary="train a smaller student from the model as teacher")
 def distill(model, config: Distill, ctx: PassContext) -> PassOutput:
-    split = ctx.split("train")
-    if split is None:
-        raise UnsupportedModelError("distill needs training data: pass --data (the train split is used)")
+    split = ctx.require("train", "distill needs training data: pass --data (the train split is used)")
     teacher = model.module
     if bert_layers(teacher):
         student, shape = _transformer_student(teacher, config.layers)

@@ -46,9 +46,8 @@ def _drop(reference: list[np.ndarray], outputs: list[np.ndarray], task: str) -> 
           summary="int8 with the most sensitive layers kept in float until the validation drop fits the budget")
 def int8_mixed(model, config: MixedPrecisionInt8, ctx: PassContext) -> PassOutput:
     source = require_onnx(model, "int8-mixed")
-    split = ctx.split("calibration")
-    if split is None:
-        raise UnsupportedModelError("int8-mixed needs validation data to rank layers: pass --data, or use int8-dynamic")
+    split = ctx.require("calibration", "int8-mixed needs validation data to rank layers: pass --data, "
+                                       "or use int8-dynamic")
     if config.base not in ("int8-dynamic", "int8-static"):
         raise UnsupportedModelError(f"int8-mixed base '{config.base}' is not int8-dynamic or int8-static")
     batches = sample_batches(model, split, count=config.validation_samples, batch=8)

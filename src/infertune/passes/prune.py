@@ -140,9 +140,8 @@ def _taylor_scores(model, module, ctx: PassContext) -> dict:
 
     from infertune.passes.onnx_utils import sample_batches
 
-    split = ctx.split("calibration")
-    if split is None:
-        raise UnsupportedModelError("taylor importance needs calibration data: pass --data, or use importance=l1")
+    split = ctx.require("calibration", "taylor importance needs calibration data: pass --data, or use "
+                                       "importance=l1")
     scores = {name: torch.zeros_like(p) for name, p in module.named_parameters()}
     module.train(False)
     for batch in sample_batches(model, split, count=64, batch=16):

@@ -39,6 +39,13 @@ class PassContext:
             return None
         return self.dataset.splits.get(name) or None
 
+    def require(self, name: str, message: str):
+        """The split, or UnsupportedModelError(message): the message says which flag or pass to use instead."""
+        found = self.split(name)
+        if found is None:
+            raise UnsupportedModelError(message)
+        return found
+
     def say(self, message: str) -> None:
         if self.progress:
             self.progress(message)

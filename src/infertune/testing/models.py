@@ -14,7 +14,7 @@ def _seeded():
 
 def tiny_mlp():
     """16 features -> 10 class scores."""
-    torch = _seeded()
+    _seeded()
     from torch import nn
 
     return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
@@ -35,7 +35,7 @@ def tiny_cnn():
 
 def sign_branch():
     """Data-dependent control flow: tracing freezes one branch, so its ONNX export is wrong on the other."""
-    torch = _seeded()
+    _seeded()
     from torch import nn
 
     class SignBranch(nn.Module):

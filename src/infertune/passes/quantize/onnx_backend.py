@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from infertune.errors import UnsupportedModelError
 from infertune.passes.onnx_utils import as_onnx, require_onnx, sample_batches
 from infertune.passes.registry import PassContext, PassOutput, param, register
 
@@ -93,9 +92,7 @@ def int8_static(model, config: Int8Static, ctx: PassContext) -> PassOutput:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     source = require_onnx(model, "int8-static")
-    split = ctx.split("calibration")
-    if split is None:
-        raise UnsupportedModelError("int8-static needs calibration data: pass --data, or use int8-dynamic")
+    split = ctx.require("calibration", "int8-static needs calibration data: pass --data, or use int8-dynamic")
     batches = sample_batches(model, split, count=config.samples, batch=1 if model.is_text else 16)
     prepared = ctx.workdir / "int8-static.pre.onnx"
     ctx.say("preparing graph for calibration")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from infertune.errors import UnsupportedModelError
 from infertune.passes.onnx_utils import require_onnx, sample_batches
 from infertune.passes.registry import PassContext, PassOutput, param, register
 
@@ -31,9 +30,7 @@ def int8_nncf(model, config: Int8Nncf, ctx: PassContext) -> PassOutput:
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
     source = require_onnx(model, "int8-nncf")
-    split = ctx.split("calibration")
-    if split is None:
-        raise UnsupportedModelError("int8-nncf needs calibration data: pass --data, or use int8-dynamic")
+    split = ctx.require("calibration", "int8-nncf needs calibration data: pass --data, or use int8-dynamic")
     batches = sample_batches(model, split, count=config.subset_size, batch=1)
     ov_model = ov.Core().read_model(str(source))
     names = [port.get_any_name() for port in ov_model.inputs]
