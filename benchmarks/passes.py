@@ -59,9 +59,9 @@ ROWS = {
         ("torchao int8 dyn-act/int8-weight + torch-compile (freezing)", [Int8Torchao()], "torch-compile", {},
          TORCH_BASE),
         ("torch eager bf16", [], "torch", {"precision": "bf16"}, TORCH_BASE),
-        ("distilled 3-layer student, torch eager", [Distill(layers=3, epochs=8, lr=5e-5)], "torch", {}, TORCH_BASE),
+        ("distilled 3-layer student, torch eager", [Distill(layers=3, epochs=12, lr=2e-4)], "torch", {}, TORCH_BASE),
         ("distilled 3-layer student, onnxruntime fused int8 per-channel",
-         [Distill(layers=3, epochs=8, lr=5e-5), EXPORT, FUSE, Int8Dynamic()], "onnxruntime", {}, ORT_BASE),
+         [Distill(layers=3, epochs=12, lr=2e-4), EXPORT, FUSE, Int8Dynamic()], "onnxruntime", {}, ORT_BASE),
         ("structured prune 25% heads + FFN, distil 3 epochs, torch eager",
          [StructuredPrune(amount=0.25, fine_tune_epochs=3, lr=5e-5)], "torch", {}, TORCH_BASE),
         ("low-rank SVD 90% energy (kept where faster), torch eager", [LowRank(energy=0.9)], "torch", {}, TORCH_BASE),
@@ -83,6 +83,8 @@ ROWS = {
          [StructuredPrune(amount=0.75, fine_tune_epochs=15)], "torch", {}, TORCH_BASE),
         ("structured prune 75% channels + fine-tune 15 epochs, onnxruntime",
          [StructuredPrune(amount=0.75, fine_tune_epochs=15), EXPORT], "onnxruntime", {}, ORT_BASE),
+        ("structured prune 87.5% channels + fine-tune 15 epochs, onnxruntime",
+         [StructuredPrune(amount=0.875, fine_tune_epochs=15), EXPORT], "onnxruntime", {}, ORT_BASE),
         ("distilled student at 25% width, 30 epochs, torch eager", [Distill(width=0.25, epochs=30)], "torch", {},
          TORCH_BASE),
         ("distilled student at 25% width, 30 epochs, onnxruntime", [Distill(width=0.25, epochs=30), EXPORT],
@@ -97,6 +99,9 @@ ROWS = {
 BATCHES = {"minilm": (1, 32), "digits-cnn": (1, 256)}
 
 
+SENSITIVITY: list[dict] = []  # int8-mixed's per-layer tables, printed under the model's table
+
+
 def build(model, passes, dataset, workdir: Path, cache: dict):
     """Apply passes; a prefix already built for an earlier row (same configs, deterministic) is reused."""
     notes: list[str] = []
@@ -106,9 +111,11 @@ def build(model, passes, dataset, workdir: Path, cache: dict):
             out = apply(model, config, PassContext(workdir=workdir / f"{len(cache)}-{type(config).__name__}",
                                                    dataset=dataset,
                                                    progress=lambda s: print(f"      {s}", file=sys.stderr)))
-            cache[key] = (out.model, out.notes)
-        model, more = cache[key]
+            cache[key] = (out.model, out.notes, out.details)
+        model, more, details = cache[key]
         notes = notes + more
+        if details.get("sensitivity"):
+            SENSITIVITY.append(details)
     return model, notes
 
 
@@ -177,7 +184,14 @@ def run_model(name: str, timing: Timing, workdir: Path) -> str:
                      f"{_ratio(base_p50, a.p50_ms)} | {_ratio(p50s.get(versus), a.p50_ms)} |")
         print(f"      -> {lines[-1]}", flush=True)
     notes = [f"- {label}: {n}" for label, _, r, n, _ in rows if n]
-    return "\n".join(lines + ["", "Pass notes:", *notes]) + "\n"
+    tables = []
+    for details in SENSITIVITY[:1]:
+        tables += ["", "int8-mixed layer sensitivity on the validation split (drop when only that layer is int8; "
+                       "the first rows were kept in float):", "", "| layer | drop alone | kept float |", "|---|---:|---|"]
+        tables += [f"| {row['layer']} | {row['drop_alone']:.5f} | {'yes' if row['layer'] in details['kept_float'] else ''} |"
+                   for row in details["sensitivity"]]
+    SENSITIVITY.clear()
+    return "\n".join(lines + ["", "Pass notes:", *notes, *tables]) + "\n"
 
 
 def main() -> int:

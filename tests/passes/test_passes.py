@@ -135,3 +135,9 @@ def test_mixed_precision_ranks_layers_and_keeps_the_worst_in_float(bert_onnx, be
 def test_passes_never_see_the_heldout_split(mlp_dataset, tmp_path):
     with pytest.raises(ValueError, match="never see the held-out split"):
         PassContext(workdir=tmp_path, dataset=mlp_dataset).split("heldout")
+
+
+def test_torchao_int8_is_reported_as_int8(mlp_model, tmp_path):
+    output = apply(mlp_model, Int8Torchao(), PassContext(workdir=tmp_path))
+    assert load_session(output.model, "torch").precision == "int8"
+    assert load_session(mlp_model, "torch").precision == "fp32"

@@ -40,6 +40,13 @@ def state_dict_bytes(module) -> int:
         return buffer.getbuffer().nbytes
 
 
+def _has_quantized_weights(module) -> bool:
+    """torchao (and similar) keep quantized weights as tensor subclasses inside ordinary parameters."""
+    import torch
+
+    return any(type(p.data) is not torch.Tensor or p.dtype in (torch.int8, torch.uint8) for p in module.parameters())
+
+
 def prepare_module(model, settings: TorchSettings):
     """A copy of the model's module on the settings' device and dtype (the user's module is untouched)."""
     import torch
@@ -57,7 +64,7 @@ class TorchSession(Session):
     def __init__(self, model, settings: TorchSettings, module, dtype):
         self.settings = settings
         self.signature = model.signature
-        self.precision = settings.precision
+        self.precision = "int8" if _has_quantized_weights(module) else settings.precision
         stored = model.meta.get("storage_path")  # compact storage written by a pass (codebooks, CSR)
         self.artifact_bytes = os.path.getsize(stored) if stored else state_dict_bytes(module)
         self._module = module
