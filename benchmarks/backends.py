@@ -40,6 +40,10 @@ def _label(result) -> str:
     return " ".join([result.backend, *extra])
 
 
+def _mb(value) -> str:
+    return f"{value / 1e6:.0f}" if value else "-"
+
+
 def markdown(model: str, sizes, results) -> str:
     small, large = sizes
     lines = [f"### {model}", "",
@@ -60,7 +64,7 @@ def markdown(model: str, sizes, results) -> str:
             quality += f", top-1 {fid['top1_candidate']:.4f}"
         speedup = f"{base / a.p50_ms:.2f}x" if base else "-"
         lines.append(f"| {_label(r)} | {r.precision} | {a.p50_ms:.2f} | {a.p99_ms:.2f} | {b.items_per_s:.0f} | "
-                     f"{b.p50_ms:.2f} | {r.artifact_bytes / 1e6:.1f} | {r.peak_rss_bytes / 1e6:.0f} | {speedup} | "
+                     f"{b.p50_ms:.2f} | {r.artifact_bytes / 1e6:.1f} | {_mb(r.peak_rss_bytes)} | {speedup} | "
                      f"{quality} |")
     return "\n".join(lines) + "\n"
 
@@ -86,7 +90,7 @@ def main() -> int:
             "minilm on the 512 held-out docstring sentences at natural length (padded per batch); digits-cnn on "
             "the 500 held-out digits. Fidelity compares outputs on the first 256 held-out samples with torch eager "
             "fp32. `ran as` is the precision the runtime reported back.", "",
-            f"Hardware: {hardware_line(hw)}; memory {hw['memory_bytes'] / 2**30:.0f} GiB.", "",
+            f"Hardware: {hardware_line(hw)}; memory {(hw['memory_bytes'] or 0) / 2**30:.0f} GiB.", "",
             "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()), "", *sections]
     from benchmarks_common import replace_section
 

@@ -174,6 +174,8 @@ def run_model(name: str, timing: Timing, workdir: Path) -> str:
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     base_p50 = p50s.get(TORCH_BASE)
     for label, backend, result, notes, versus in rows:
+        if result is not None and result.ok and not result.fidelity:
+            result.error = "no outputs to compare with the reference"
         if result is None or not result.ok:
             reason = notes if result is None else result.error
             lines.append(f"| {label} | {backend} | failed: {reason} | | | | | | | |")
@@ -212,7 +214,8 @@ def main() -> int:
     hw = fingerprint()
     body = ["## Passes", "",
             "Written by `benchmarks/passes.py`" + (" (--quick: smoke figures, not for quoting)" if args.quick else "")
-            + ". Passes are applied with the calibration split only; quality is measured on the first 256 "
+            + ". Passes calibrate on the calibration split and train (fine-tuning, distillation) on the train split; "
+            "quality is measured on the first 256 "
             "held-out samples against torch eager fp32; latency on the held-out split (natural-length sentences "
             "for minilm). ONNX/OpenVINO rows ran in a fresh process each, torch rows in the script's process. "
             "All rows come from one run.", "",

@@ -77,3 +77,25 @@ def test_predict_on_zoo_data_uses_the_heldout_split(cli, tmp_path):
     heldout = load_dataset("digits").split("heldout")
     with np.load(out) as saved:
         assert top1_accuracy(saved["logits"], heldout.labels) > 0.95
+
+
+def test_weights_for_a_zoo_model_exit_2(cli, tmp_path):
+    result = cli("predict", "digits-cnn", "--data", "digits", "--out", str(tmp_path / "o.npz"),
+                 "--weights", str(tmp_path / "w.safetensors"))
+    assert result.returncode == 2 and "--weights applies to a factory model" in one_line_error(result)
+
+
+def test_text_model_on_array_data_exit_2_naming_the_input(cli, tmp_path):
+    result = cli("predict", "minilm", "--data", "digits", "--out", str(tmp_path / "o.npz"))
+    assert result.returncode == 2 and "'input_ids'" in one_line_error(result)
+
+
+def test_backend_that_cannot_run_the_model_exit_2_before_running(cli, mlp_onnx):
+    result = cli("bench", str(mlp_onnx), "--backend", "torch", "--min-time", "0", "--min-runs", "2")
+    assert result.returncode == 2 and "cannot run a onnx model" in one_line_error(result)
+
+
+def test_json_to_a_folder_exit_2(cli, tmp_path):
+    result = cli("bench", "digits-cnn", "--backend", "onnxruntime", "--min-time", "0", "--min-runs", "2",
+                 "--json", str(tmp_path))
+    assert result.returncode == 2 and "is a folder" in result.stderr.strip().splitlines()[-1]

@@ -136,6 +136,8 @@ def bench(
         raise ConfigError(f"--threads must be a positive integer, got {threads}")
     if min_time < 0 or min_runs < 1:
         raise ConfigError(f"--min-time must be >= 0 and --min-runs >= 1, got {min_time} and {min_runs}")
+    if json_out is not None and json_out.is_dir():
+        raise ConfigError(f"--json '{json_out}' is a folder: give a file path such as {json_out / 'bench.json'}")
     options = _parse_options(option)
     options["precision"] = precision
     if threads is not None:

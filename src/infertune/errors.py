@@ -34,3 +34,8 @@ class BackendUnavailableError(InfertuneError):
 
 class ExportError(InfertuneError):
     """Export to another format failed, or its outputs differ from the source beyond tolerance."""
+
+
+class PassError(InfertuneError):
+    """A pass could not be applied to this model (its structure, its outputs): the search records it and
+    moves on; it is not the user's input error."""

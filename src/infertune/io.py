@@ -15,10 +15,24 @@ from typing import Any, BinaryIO, Iterator
 def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     """A binary file handle whose content replaces `path` only when the block ends without an error."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        from infertune.errors import ConfigError
+
+        raise ConfigError(f"'{path}' is a folder: give a file path to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from infertune.errors import ConfigError
+
+        raise ConfigError(f"cannot create the folder for '{path}' ({e.strerror}): choose a writable path") from e
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     # os.open with O_EXCL rather than mkstemp, so the file gets the user's umask, not owner-only
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as e:
+        from infertune.errors import ConfigError
+
+        raise ConfigError(f"cannot write '{path}' ({e.strerror}): choose a writable path") from e
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle

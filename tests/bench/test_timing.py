@@ -43,9 +43,20 @@ def test_text_workload_uses_many_natural_length_batches():
     workload = build_workload(model, split, (1, 32))
     lengths = {b["input_ids"].shape[1] for b in workload.batches[1]}
     assert len(workload.batches[1]) == 64 and len(lengths) > 10  # different sentences, different lengths
-    assert len(workload.batches[32]) == len(split) // 32
+    assert len(workload.batches[32]) == 64  # wrapping over a fixed shuffle: 64 different batches of 32
+    firsts = {tuple(b["input_ids"][0][:8]) for b in workload.batches[32]}
+    assert len(firsts) > 32
     first = workload.batches[32][0]
     assert first["attention_mask"].sum(axis=1).max() == first["input_ids"].shape[1]  # padded to the longest only
+
+
+def test_large_batches_are_not_one_repeated_batch():
+    from infertune.model.zoo import ZOO
+
+    model = ZOO["digits-cnn"].stub("digits-cnn")
+    split = load_dataset("digits").split("heldout")  # 500 samples
+    batches = build_workload(model, split, (256,)).batches[256]
+    assert len(batches) >= 8 and len({b["pixels"][0].tobytes() for b in batches}) == len(batches)
 
 
 def test_compare_ab_finds_the_faster_session(mlp_model):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from infertune.backends.base import Session, outputs_dict
@@ -53,12 +55,17 @@ class OnnxRuntimeSession(Session):
         self.settings = settings
         self.signature = model.signature
         self.artifact_bytes = onnx_bytes(path)
+        self._path = path
         self._session = ort.InferenceSession(str(path), sess_options=session_options(settings),
                                              providers=[PROVIDERS[settings.device]])
         self._inputs = [i.name for i in self._session.get_inputs()]
+
+    @functools.cached_property
+    def precision(self) -> str:
+        """The graph's own weights say what runs (fp32, fp16, int8, int4); read when first asked, after timing."""
         from infertune.model.onnx_file import weight_precision
 
-        self.precision = weight_precision(path)  # the graph's own weights say what runs: fp32, fp16, int8...
+        return weight_precision(self._path)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self._session.run(self.signature.output_names, {n: inputs[n] for n in self._inputs})

@@ -6,6 +6,8 @@ so the hint is always set and the precision actually compiled is read back.
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +66,14 @@ class OpenVINOSession(Session):
         self.signature = model.signature
         self.artifact_bytes = ir_bytes(path) if model.ir_path else onnx_bytes(path)
         ran = self._compiled.get_property("INFERENCE_PRECISION_HINT")
-        compute = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}.get(ran, str(ran))
-        weights = _weight_precision(model.ir_path, path)
-        # int8 layers run int8 whatever the hint; the float parts run at the hint's precision
-        self.precision = compute if weights == "fp32" else f"{weights}+{compute}"
+        self._compute = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}.get(ran, str(ran))
+        self._paths = (model.ir_path, path)
+
+    @functools.cached_property
+    def precision(self) -> str:
+        """int8 layers run int8 whatever the hint; the float parts run at the hint's precision (read back)."""
+        weights = _weight_precision(*self._paths)
+        return self._compute if weights == "fp32" else f"{weights}+{self._compute}"
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._request.infer({n: inputs[n] for n in self._inputs})

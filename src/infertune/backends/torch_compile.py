@@ -29,15 +29,15 @@ class CompiledSession(TorchSession):
         import torch
 
         super().__init__(model, settings, module, dtype)
-        self._compiled = torch.compile(module, backend="inductor", mode=settings.mode)
+        from torch._inductor import list_mode_options
+
+        # freezing goes in this compile's own options (mode and options can't both be given, so the mode's
+        # options are spelled out): no global flag, nothing patched on the timed path
+        options = {**list_mode_options(settings.mode), "freezing": settings.freezing}
+        self._compiled = torch.compile(module, backend="inductor", options=options)
 
     def _call(self, tensors):
-        from torch._inductor import config
-
-        # freezing is a global inductor flag read at compile time; patch it per call so sessions with
-        # different settings can live in one process
-        with config.patch(freezing=self.settings.freezing):
-            return self._compiled(*tensors)
+        return self._compiled(*tensors)
 
 
 def load(model, settings: TorchCompileSettings) -> CompiledSession:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import os
 
@@ -64,12 +65,21 @@ class TorchSession(Session):
     def __init__(self, model, settings: TorchSettings, module, dtype):
         self.settings = settings
         self.signature = model.signature
-        self.precision = "int8" if _has_quantized_weights(module) else settings.precision
-        stored = model.meta.get("storage_path")  # compact storage written by a pass (codebooks, CSR)
-        self.artifact_bytes = os.path.getsize(stored) if stored else state_dict_bytes(module)
+        self._stored = model.meta.get("storage_path")  # compact storage written by a pass (codebooks, CSR)
         self._module = module
         self._dtype = dtype
         self._device = settings.device
+
+    @functools.cached_property
+    def precision(self) -> str:
+        return "int8" if _has_quantized_weights(self._module) else self.settings.precision
+
+    @functools.cached_property
+    def artifact_bytes(self) -> int:
+        # computed when first asked, after the measurement, so serialising it never counts in peak memory
+        if self._stored and self.settings.precision == "fp32":
+            return os.path.getsize(self._stored)
+        return state_dict_bytes(self._module)
 
     def _call(self, tensors):
         return self._module(*tensors)

@@ -27,7 +27,8 @@ def run_isolated(job: BenchJob, *, timeout: float = 900.0,
         job_path.write_text(json.dumps(job.to_dict()))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen([sys.executable, "-m", "infertune.bench.worker", str(job_path), str(result_path)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                   start_new_session=True)  # its own process group: a kill takes its children
         stderr_chunks: list[str] = []
         drain = threading.Thread(target=lambda: stderr_chunks.append(process.stderr.read()), daemon=True)
         drain.start()
@@ -42,7 +43,9 @@ def run_isolated(job: BenchJob, *, timeout: float = 900.0,
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
+            import signal
+
+            os.killpg(process.pid, signal.SIGKILL)  # inductor's compile workers too, not just the worker
             process.wait()
             return _failed(job, f"timed out after {timeout:.0f} s")
         finally:

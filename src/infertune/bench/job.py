@@ -93,6 +93,21 @@ def collect_outputs(session, model, split, count: int, batch: int = 32) -> dict[
             if len({v.shape[1:] for v in values}) == 1}
 
 
+def _torch_threads() -> int | None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
+def _restore_torch_threads(threads: int | None) -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def run_job(job: BenchJob, *, model=None, split=None, data_name: str | None = None,
             progress: Callable[[str], None] | None = None) -> BenchResult:
     from infertune.backends import load_session, make_backend_settings
@@ -101,21 +116,26 @@ def run_job(job: BenchJob, *, model=None, split=None, data_name: str | None = No
         model, split, data_name = load_for_job(job)
     settings = make_backend_settings(job.backend, **job.options)
     workload = build_workload(model, split, job.batch_sizes, data_name=data_name)
-    memory.reset_peak_rss()  # from here on: the runtime, its model and the timed runs
+    peak_resettable = memory.reset_peak_rss()  # from here on: the runtime, its model and the timed runs
     if progress:
         progress("loading")
-    began = time.perf_counter()
-    session = load_session(model, job.backend, settings)
-    load_seconds = time.perf_counter() - began
-    t = job.timing
-    stats = timing.measure(session, workload, warmup=t.warmup, min_runs=t.min_runs, min_seconds=t.min_seconds,
-                           max_runs=t.max_runs, max_seconds=t.max_seconds, progress=progress)
-    if job.outputs_path is not None and split is not None:
-        from infertune.data.npz import save_npz
+    threads_before = _torch_threads()
+    try:
+        began = time.perf_counter()
+        session = load_session(model, job.backend, settings)
+        load_seconds = time.perf_counter() - began
+        t = job.timing
+        stats = timing.measure(session, workload, warmup=t.warmup, min_runs=t.min_runs, min_seconds=t.min_seconds,
+                               max_runs=t.max_runs, max_seconds=t.max_seconds, progress=progress)
+        peak = memory.peak_rss_bytes()
+        if job.outputs_path is not None and split is not None:
+            from infertune.data.npz import save_npz
 
-        save_npz(Path(job.outputs_path), collect_outputs(session, model, split, job.fidelity_samples))
+            save_npz(Path(job.outputs_path), collect_outputs(session, model, split, job.fidelity_samples))
+    finally:
+        _restore_torch_threads(threads_before)  # a session's thread setting must not leak into the next one
     return BenchResult(model=model.name, backend=job.backend, settings=asdict(settings),
                        precision=session.precision, artifact_bytes=session.artifact_bytes,
-                       load_seconds=load_seconds, latency=stats, peak_rss_bytes=memory.peak_rss_bytes(),
+                       load_seconds=load_seconds, latency=stats, peak_rss_bytes=peak if peak_resettable else None,
                        workload=workload.description, hardware=hardware.fingerprint(),
                        versions=hardware.versions())

@@ -18,7 +18,7 @@ class BenchResult:
     artifact_bytes: int = 0
     load_seconds: float = 0.0
     latency: list[LatencyStats] = field(default_factory=list)
-    peak_rss_bytes: int = 0
+    peak_rss_bytes: int | None = 0   # None where the kernel's high-water mark cannot be reset
     workload: str = ""
     isolated: bool = False
     hardware: dict[str, Any] = field(default_factory=dict)

@@ -45,16 +45,22 @@ def bench_backends(model_spec: str, configs: list[tuple[str, dict[str, Any]]], *
     """`configs`: (backend, options) pairs. `progress(config_label, stage)` reports what runs."""
     probe = BenchJob(model=model_spec, backend="torch", weights=weights, data=data)
     model, split, data_name = load_for_job(probe)
+    _check_formats(model, [backend for backend, _ in configs])
     reference = reference_outputs(model, split, fidelity_samples) if split is not None else None
     results = []
+    exports: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="infertune-suite-") as tmp:
         for index, (backend, options) in enumerate(configs):
             label = f"{backend} {options}" if options else backend
             onnx_path = None
             if backend in ONNX_BACKENDS and model.module is not None:
-                onnx_path = _exported(model, options.get("exporter", "torchscript"), progress, label)
-                if isinstance(onnx_path, BenchResult):
-                    results.append(onnx_path)
+                exporter = options.get("exporter", "torchscript")
+                if exporter not in exports:  # once per exporter, shared by the ONNX runtimes
+                    exports[exporter] = _exported(model, exporter, progress, label)
+                onnx_path = exports[exporter]
+                if not isinstance(onnx_path, str):
+                    results.append(BenchResult(model=model.name, backend=backend, settings=dict(options),
+                                               error=str(onnx_path)))
                     continue
             elif model.onnx_path is not None:
                 onnx_path = str(model.onnx_path)
@@ -74,7 +80,20 @@ def bench_backends(model_spec: str, configs: list[tuple[str, dict[str, Any]]], *
     return results
 
 
-def _exported(model, exporter: str, progress, label: str):
+def _check_formats(model, backends: list[str]) -> None:
+    """A backend that cannot run this kind of model is the user's input error, caught before anything runs."""
+    from infertune.backends import BACKENDS
+    from infertune.errors import ConfigError
+
+    for backend in backends:
+        if backend in BACKENDS and model.format not in BACKENDS[backend].formats:
+            able = [name for name, entry in BACKENDS.items() if model.format in entry.formats]
+            raise ConfigError(f"backend '{backend}' cannot run a {model.format} model ('{model.name}'): "
+                              f"use {', '.join(able)}")
+
+
+def _exported(model, exporter: str, progress, label: str) -> str | Exception:
+    """The exported file's path, or the error that stopped the export (recorded against each row)."""
     from infertune.errors import InfertuneError
     from infertune.passes.export import export_onnx
 
@@ -83,7 +102,7 @@ def _exported(model, exporter: str, progress, label: str):
     try:
         return str(export_onnx(model, exporter=exporter).onnx_path)
     except InfertuneError as e:
-        return BenchResult(model=model.name, backend=label, settings={}, error=str(e))
+        return e
 
 
 def _in_process(job: BenchJob, model, split, data_name, report) -> BenchResult:

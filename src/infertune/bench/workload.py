@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -14,7 +15,15 @@ class Workload:
 
 
 def _indices(n: int, batch: int, i: int) -> np.ndarray:
-    return np.arange(i * batch, (i + 1) * batch) % n
+    """Batch i: the next `batch` samples of a stream that walks the split in a fresh fixed shuffle on every
+    pass (shuffle k seeded with k), so batches differ even when they wrap around the split."""
+    positions = np.arange(i * batch, (i + 1) * batch)
+    return np.array([_shuffle(n, int(p // n))[p % n] for p in positions])
+
+
+@lru_cache(maxsize=64)
+def _shuffle(n: int, k: int) -> np.ndarray:
+    return np.random.default_rng(k).permutation(n)
 
 
 def build_workload(model, split=None, batch_sizes=(1, 32), *, max_batches: int = 64,
@@ -26,7 +35,9 @@ def build_workload(model, split=None, batch_sizes=(1, 32), *, max_batches: int =
         if split is None:
             batches[batch] = [model.example_inputs(batch_size=batch, seed=i) for i in range(min(max_batches, 8))]
             continue
-        count = max(1, min(max_batches, len(split) // batch))
+        # shuffled, so batches do not follow the split's own order (docstrings are sorted), and up to
+        # max_batches different batches, at most 8 passes over the split
+        count = min(max_batches, max(1, (len(split) * 8) // batch))
         batches[batch] = [model.inputs_for(split, _indices(len(split), batch, i)) for i in range(count)]
     if split is None:
         description = "random inputs from the model's signature (no data given)"

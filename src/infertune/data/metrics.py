@@ -37,11 +37,11 @@ def top1_agreement(reference_logits: np.ndarray, logits: np.ndarray) -> float:
     return float(np.mean(np.argmax(ref, axis=1) == np.argmax(cand, axis=1)))
 
 
-def cosine_similarity_stats(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
-    """(mean, min) over rows of the cosine similarity between reference and candidate rows.
+def row_cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each reference row with the candidate row (samples on the first axis).
 
     Two all-zero rows count as identical (1.0); one all-zero row against a non-zero one as 0.0.
-    A 0-D or 1-D array is one row. Example: `cosine_similarity_stats([[1, 0]], [[1, 1]])` ~ (0.707, 0.707).
+    A 0-D or 1-D array is one row.
     """
     ref, cand = _rows(reference), _rows(candidate)
     _same_shape(np.asarray(reference), np.asarray(candidate))
@@ -49,7 +49,15 @@ def cosine_similarity_stats(reference: np.ndarray, candidate: np.ndarray) -> tup
     norm_ref, norm_cand = np.linalg.norm(ref, axis=1), np.linalg.norm(cand, axis=1)
     denom = norm_ref * norm_cand
     cos = np.divide(dot, denom, out=np.zeros_like(dot), where=denom > 0)
-    cos = np.where((norm_ref == 0) & (norm_cand == 0), 1.0, np.clip(cos, -1.0, 1.0))
+    return np.where((norm_ref == 0) & (norm_cand == 0), 1.0, np.clip(cos, -1.0, 1.0))
+
+
+def cosine_similarity_stats(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """(mean, min) over rows of the cosine similarity between reference and candidate rows.
+
+    Example: `cosine_similarity_stats([[1, 0]], [[1, 1]])` ~ (0.707, 0.707).
+    """
+    cos = row_cosines(reference, candidate)
     return float(np.mean(cos)), float(np.min(cos))
 
 

@@ -20,6 +20,9 @@ def load_model(spec: str, *, weights: str | None = None, data: dict[str, np.ndar
     `weights` goes with a factory; `data` (arrays named as the forward arguments) fixes a factory's
     input shapes. Example: `load_model("minilm")`, `load_model("model.onnx")`.
     """
+    if weights is not None and (spec in ZOO or spec.endswith(".onnx")):
+        raise UnsupportedModelError(f"--weights applies to a factory model (package.module:function), not to "
+                                    f"'{spec}', which carries its own weights")
     if spec in ZOO:
         return load_zoo(spec)
     if spec.endswith(".onnx"):

@@ -54,6 +54,13 @@ class Model:
             texts = list(np.asarray(split.texts, dtype=object)[indices])
             return self.encode_texts(texts)
         assert split.inputs is not None  # a Split holds texts or inputs by construction
+        missing = [name for name in self.signature.input_names if name not in split.inputs]
+        if missing:
+            from infertune.errors import DataError
+
+            raise DataError(f"data has no input '{missing[0]}' for model '{self.name}' (it has "
+                            f"{', '.join(sorted(split.inputs)) or 'nothing'}): the model expects "
+                            f"{self.signature.describe_inputs()}")
         return {name: np.ascontiguousarray(split.inputs[name][indices]) for name in self.signature.input_names}
 
     def example_inputs(self, batch_size: int = 2, sequence_length: int = 16, seed: int = 0) -> dict[str, np.ndarray]:

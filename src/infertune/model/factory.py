@@ -24,7 +24,11 @@ def load_weights(path: str | Path) -> dict:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as e:
+            raise UnsupportedModelError(f"weights file '{path}' is not a readable safetensors file "
+                                        f"({type(e).__name__}): check or re-save it") from e
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
@@ -37,6 +41,8 @@ def load_weights(path: str | Path) -> dict:
 
 def _import_factory(spec: str):
     module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise UnsupportedModelError(f"factory '{spec}' must be package.module:function")
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
@@ -44,6 +50,9 @@ def _import_factory(spec: str):
     except ImportError as e:
         raise UnsupportedModelError(f"cannot import '{module_name}' for factory '{spec}' ({e}): "
                                     f"run from the folder that holds it or install it") from e
+    except Exception as e:  # the user's module fails while importing (SyntaxError, its own errors)
+        raise UnsupportedModelError(f"importing '{module_name}' for factory '{spec}' failed: "
+                                    f"{type(e).__name__}: {e}") from e
     factory = getattr(module, function_name, None)
     if not callable(factory):
         raise UnsupportedModelError(f"'{module_name}' has no function '{function_name}' (factory '{spec}')")
@@ -53,8 +62,13 @@ def _import_factory(spec: str):
 def _signature(module, sample_inputs: dict[str, np.ndarray]) -> Signature:
     import torch
 
-    with torch.inference_mode():
-        result = module(*[torch.from_numpy(a) for a in sample_inputs.values()])
+    try:
+        with torch.inference_mode():
+            result = module(*[torch.from_numpy(a) for a in sample_inputs.values()])
+    except Exception as e:
+        shapes = ", ".join(f"{n}: {a.dtype}{list(a.shape)}" for n, a in sample_inputs.items())
+        raise UnsupportedModelError(f"the model does not run on the data's inputs ({shapes}): "
+                                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
     outputs = result if isinstance(result, (tuple, list)) else (result,)
     names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
     return Signature(
@@ -67,13 +81,20 @@ def _signature(module, sample_inputs: dict[str, np.ndarray]) -> Signature:
 def load(spec: str, *, weights: str | None = None, data: dict[str, np.ndarray] | None = None) -> Model:
     """`data`: one sample batch per input, named as the forward arguments; it fixes the signature."""
     factory = _import_factory(spec)
-    module = factory()
+    try:
+        module = factory()
+    except Exception as e:
+        raise UnsupportedModelError(f"factory '{spec}' raised {type(e).__name__}: {e}") from e
     from torch import nn
 
     if not isinstance(module, nn.Module):
         raise UnsupportedModelError(f"factory '{spec}' returned a {type(module).__name__}, not a torch.nn.Module")
     if weights is not None:
-        missing, unexpected = module.load_state_dict(load_weights(weights), strict=False)
+        try:
+            missing, unexpected = module.load_state_dict(load_weights(weights), strict=False)
+        except RuntimeError as e:  # shapes that differ
+            raise UnsupportedModelError(f"weights '{weights}' do not fit factory '{spec}': "
+                                        f"{str(e).splitlines()[-1].strip()}") from e
         if missing or unexpected:
             raise UnsupportedModelError(f"weights '{weights}' do not fit factory '{spec}': "
                                         f"missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]}")

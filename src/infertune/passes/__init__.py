@@ -26,9 +26,11 @@ def apply_passes(model, passes: list[Any], *, data=None, workdir: str | Path | N
     from infertune.model import load_model
     from infertune.passes.registry import PassContext, apply
 
-    if isinstance(model, str):
-        model = load_model(model)
     dataset = data if isinstance(data, Dataset) or data is None else load_dataset(data)
+    if isinstance(model, str):
+        from infertune.bench.job import any_arrays
+
+        model = load_model(model, data=any_arrays(dataset) if dataset is not None else None)
     if dataset is None and model.default_data is not None:
         dataset = load_dataset(model.default_data)
     root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="infertune-passes-"))

@@ -101,7 +101,7 @@ def _fine_tune_centroids(model, module, codebooks, config: WeightSharing, ctx: P
         owners[name] = owner
     split = ctx.split("train")
     train(dataclasses.replace(model, module=module), split, epochs=config.fine_tune_epochs, lr=config.lr,
-          teacher=None if split.labels is not None else model.module, say=ctx.say)
+          teacher=model.module, say=ctx.say)
     for name, owner in owners.items():
         shared = owner.parametrizations.weight[0]
         indices, _, bits = codebooks[name]

@@ -9,7 +9,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 
-from infertune.errors import ConfigError, UnsupportedModelError
+from infertune.errors import ConfigError, PassError
 from infertune.passes.registry import PassContext, PassOutput, param, register
 from infertune.passes.structure import bert_layers, channel_chains, prune_chains
 
@@ -48,7 +48,7 @@ def _thin_student(module, width: float, reinit: bool):
     student = copy.deepcopy(module)
     chains = channel_chains(student)
     if not chains:
-        raise UnsupportedModelError("distill found no conv/linear chain to thin and no transformer layers")
+        raise PassError("distill found no conv/linear chain to thin and no transformer layers")
     prune_chains(chains, 1 - width)
     if reinit:
         import torch

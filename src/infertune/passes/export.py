@@ -119,6 +119,8 @@ def compare(model: Model, onnx_path: Path, inputs: list[dict[str, np.ndarray]]) 
     import onnxruntime as ort
     import torch
 
+    from infertune.data.metrics import row_cosines
+
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     graph_inputs = {i.name for i in session.get_inputs()}
     report: dict[str, dict[str, float]] = {}
@@ -131,8 +133,7 @@ def compare(model: Model, onnx_path: Path, inputs: list[dict[str, np.ndarray]]) 
             want = want.float().numpy().reshape(len(have), -1).astype(np.float64)
             have = have.reshape(len(have), -1).astype(np.float64)
             diff = float(np.max(np.abs(want - have))) if want.size else 0.0
-            norms = np.linalg.norm(want, axis=1) * np.linalg.norm(have, axis=1)
-            cosine = float(np.min(np.sum(want * have, axis=1) / np.maximum(norms, 1e-30))) if want.size else 1.0
+            cosine = float(np.min(row_cosines(want, have))) if want.size else 1.0
             entry = report.setdefault(name, {"max_abs_diff": 0.0, "min_cosine": 1.0})
             entry["max_abs_diff"] = max(entry["max_abs_diff"], diff)
             entry["min_cosine"] = min(entry["min_cosine"], cosine)
@@ -142,7 +143,10 @@ def compare(model: Model, onnx_path: Path, inputs: list[dict[str, np.ndarray]]) 
 def check(model: Model, onnx_path: Path, *, atol: float = 1e-4, min_cosine: float = 0.9999,
           inputs: list[dict[str, np.ndarray]] | None = None) -> dict[str, dict[str, float]]:
     """Raise ExportError naming the output and its difference when the export is off beyond tolerance."""
-    report = compare(model, onnx_path, inputs or validation_inputs(model))
+    try:
+        report = compare(model, onnx_path, inputs or validation_inputs(model))
+    except (RuntimeError, ValueError, TypeError) as e:  # ONNX Runtime cannot load or run what was exported
+        raise ExportError(f"ONNX export of '{model.name}' does not run in ONNX Runtime: {str(e).splitlines()[0]}") from e
     for name, figures in report.items():
         if figures["max_abs_diff"] > atol or figures["min_cosine"] < min_cosine:
             raise ExportError(f"ONNX export of '{model.name}' differs from the source: output '{name}' "
@@ -205,7 +209,7 @@ def onnx_bytes(path: Path) -> int:
 @dataclass(frozen=True)
 class ExportOnnx:
     exporter: str = param("torchscript", "torchscript (dynamo=False; fuses fully in ONNX Runtime) or dynamo",
-                          search=("torchscript", "dynamo"))
+                          search=("torchscript", "dynamo"), choices=EXPORTERS)
 
 
 @register("export-onnx", ExportOnnx, formats=("torch",), summary="torch -> ONNX, validated against the source")

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from infertune.errors import ExportError, UnsupportedModelError
+from infertune.errors import ExportError, PassError
 from infertune.passes.onnx_utils import as_onnx, cosine_rows, require_onnx, run_onnx, sample_batches
 from infertune.passes.registry import PassContext, PassOutput, param, register
 
@@ -28,7 +28,7 @@ def fold_batchnorm(model, config: FoldBatchNorm, ctx: PassContext) -> PassOutput
     try:
         folded = fuse(copy.deepcopy(model.module).eval(), inplace=True)
     except Exception as e:
-        raise UnsupportedModelError(f"fold-bn could not trace '{model.name}' with torch.fx ({type(e).__name__}: "
+        raise PassError(f"fold-bn could not trace '{model.name}' with torch.fx ({type(e).__name__}: "
                                     f"{e})") from e
     after = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
     return PassOutput(dataclasses.replace(model, module=folded),

@@ -84,7 +84,7 @@ def lowrank(model, config: LowRank, ctx: PassContext) -> PassOutput:
         split = ctx.split("train")
         if split is not None:
             train(result, split, epochs=config.fine_tune_epochs, lr=config.lr,
-                  teacher=None if split.labels is not None else model.module, say=ctx.say)
+                  teacher=model.module, say=ctx.say)
     notes = [f"factored {replaced} of {len(rows)} layers at {config.energy:.0%} energy"]
     if not replaced:
         notes.append("no speed-up on this hardware: no layer's factored form was measured faster (or saved FLOPs)")

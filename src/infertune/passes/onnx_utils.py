@@ -11,8 +11,18 @@ from infertune.errors import UnsupportedModelError
 
 
 def as_onnx(model, path: Path):
-    """The same model (signature, tokenizer, task) backed by another ONNX file."""
-    return dataclasses.replace(model, module=None, onnx_path=Path(path).resolve(), ir_path=None)
+    """The same model (name, task, tokenizer) backed by another ONNX file, with that file's own input and
+    output dtypes (an fp16 pass without kept float32 I/O changes them)."""
+    from infertune.model.onnx_file import read_signature
+
+    graph = read_signature(Path(path))
+    by_name = {spec.name: spec for spec in (*graph.inputs, *graph.outputs)}
+    signature = dataclasses.replace(model.signature,
+                           inputs=tuple(dataclasses.replace(s, dtype=by_name[s.name].dtype) if s.name in by_name else s
+                                        for s in model.signature.inputs),
+                           outputs=tuple(dataclasses.replace(s, dtype=by_name[s.name].dtype) if s.name in by_name else s
+                                         for s in model.signature.outputs))
+    return dataclasses.replace(model, module=None, onnx_path=Path(path).resolve(), ir_path=None, signature=signature)
 
 
 def sample_batches(model, split, *, count: int = 64, batch: int = 8) -> list[dict[str, np.ndarray]]:
@@ -35,10 +45,11 @@ def run_onnx(path: Path, batches: list[dict[str, np.ndarray]]) -> list[np.ndarra
 
 
 def cosine_rows(reference: list[np.ndarray], candidate: list[np.ndarray]) -> np.ndarray:
-    ref = np.concatenate([r.reshape(len(r), -1) for r in reference])
-    got = np.concatenate([c.reshape(len(c), -1) for c in candidate])
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
-    return np.sum(ref * got, axis=1) / np.maximum(norms, 1e-30)
+    """Row cosines over a list of batches (batches may differ in their padded lengths)."""
+    from infertune.data.metrics import row_cosines
+
+    return np.concatenate([row_cosines(r.reshape(len(r), -1), c.reshape(len(c), -1))
+                           for r, c in zip(reference, candidate)])
 
 
 def require_onnx(model, pass_name: str) -> Path:

@@ -8,7 +8,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 
-from infertune.errors import ConfigError, UnsupportedModelError
+from infertune.errors import ConfigError, PassError, UnsupportedModelError
 from infertune.passes.registry import PassContext, PassOutput, param, register
 from infertune.passes.structure import bert_layers, channel_chains, prune_bert_layer, prune_chains
 
@@ -16,9 +16,11 @@ from infertune.passes.structure import bert_layers, channel_chains, prune_bert_l
 @dataclass(frozen=True)
 class MagnitudePrune:
     sparsity: float = param(0.5, "fraction of weights set to zero", search=(0.5, 0.8))
-    scope: str = param("global", "global: one threshold over all layers; layer: the same fraction in each")
+    scope: str = param("global", "global: one threshold over all layers; layer: the same fraction in each",
+                       choices=("global", "layer"))
     layer_types: tuple[str, ...] = param(("Linear", "Conv2d"), "module types whose weights are pruned")
-    storage: str = param("dense", "dense, or sparse: matrices at least half zero stored as CSR (smaller on disk)")
+    storage: str = param("dense", "dense, or sparse: matrices at least half zero stored as CSR (smaller on disk)",
+                         choices=("dense", "sparse"))
 
 
 @register("prune-magnitude", MagnitudePrune, formats=("torch",),
@@ -28,10 +30,6 @@ def prune_magnitude(model, config: MagnitudePrune, ctx: PassContext) -> PassOutp
 
     if not 0 < config.sparsity < 1:
         raise ConfigError(f"prune-magnitude sparsity must be between 0 and 1, got {config.sparsity}")
-    if config.storage not in ("dense", "sparse"):
-        raise ConfigError(f"prune-magnitude storage must be dense or sparse, got '{config.storage}'")
-    if config.scope not in ("global", "layer"):
-        raise ConfigError(f"prune-magnitude scope must be global or layer, got '{config.scope}'")
     module = copy.deepcopy(model.module)
     weights = [m.weight for m in module.modules() if type(m).__name__ in config.layer_types]
     if not weights:
@@ -68,7 +66,7 @@ def prune_magnitude(model, config: MagnitudePrune, ctx: PassContext) -> PassOutp
 class StructuredPrune:
     amount: float = param(0.5, "fraction of channels / neurons / heads removed", search=(0.25, 0.5, 0.75))
     importance: str = param("l1", "l1 or l2 weight norm, or taylor (|gradient x weight| on calibration data)",
-                            search=("l1", "taylor"))
+                            search=("l1", "taylor"), choices=("l1", "l2", "taylor"))
     heads: bool = param(True, "transformers: prune attention heads too (else FFN neurons only)")
     fine_tune_epochs: int = param(10, "epochs on the train split afterwards: labels, or distillation from the "
                                       "unpruned model's outputs")
@@ -80,8 +78,6 @@ class StructuredPrune:
 def prune_structured(model, config: StructuredPrune, ctx: PassContext) -> PassOutput:
     if not 0 < config.amount < 1:
         raise ConfigError(f"prune-structured amount must be between 0 and 1, got {config.amount}")
-    if config.importance not in ("l1", "l2", "taylor"):
-        raise ConfigError(f"prune-structured importance must be l1, l2 or taylor, got '{config.importance}'")
     teacher = model.module
     module = copy.deepcopy(teacher)
     scores = _taylor_scores(model, module, ctx) if config.importance == "taylor" else None
@@ -98,7 +94,7 @@ def prune_structured(model, config: StructuredPrune, ctx: PassContext) -> PassOu
     else:
         chains = channel_chains(module)
         if not chains:
-            raise UnsupportedModelError(f"prune-structured found no conv/linear chain or BERT layer in '{model.name}'")
+            raise PassError(f"prune-structured found no conv/linear chain or BERT layer in '{model.name}'")
         prune_chains(chains, config.amount, norm=config.importance, scores=scores)
         notes.append(f"removed {config.amount:.0%} of the channels/neurons of {len(chains)} layers")
         meta = model.meta
@@ -115,9 +111,10 @@ def prune_structured(model, config: StructuredPrune, ctx: PassContext) -> PassOu
 
         ctx.say(f"fine-tuning {config.fine_tune_epochs} epochs on {len(train_split)} samples")
         train(pruned, train_split, epochs=config.fine_tune_epochs, lr=config.lr,
-              teacher=None if train_split.labels is not None else teacher, say=ctx.say)
-        notes.append(f"fine-tuned {config.fine_tune_epochs} epochs on the train split "
-                     + ("(labels)" if train_split.labels is not None else "(distilled from the unpruned model)"))
+              teacher=teacher, say=ctx.say)
+        notes.append(f"fine-tuned {config.fine_tune_epochs} epochs on the train split ("
+                     + ("labels and " if train_split.labels is not None and model.task == "classification" else "")
+                     + "the unpruned model's outputs)")
     return PassOutput(pruned, notes=notes, details={"parameters_before": before, "parameters_after": after})
 
 
@@ -130,7 +127,7 @@ def _check_runs(model, module) -> None:
         with torch.no_grad():
             module(*[torch.from_numpy(example[n]) for n in model.signature.input_names])
     except RuntimeError as e:
-        raise UnsupportedModelError(f"prune-structured could not rewire '{model.name}' (its layers are not a "
+        raise PassError(f"prune-structured could not rewire '{model.name}' (its layers are not a "
                                     f"simple chain): {str(e).splitlines()[0]}") from e
 
 

@@ -17,11 +17,22 @@ from typing import Any, Callable
 from infertune.errors import ConfigError, UnsupportedModelError
 
 
-def param(default: Any, help: str, *, search: tuple | None = None) -> Any:
-    """A config field with its meaning and, where the search should try several values, its space."""
+def param(default: Any, help: str, *, search: tuple | None = None, choices: tuple | None = None) -> Any:
+    """A config field with its meaning, the values it may take (`choices`) and, where the search should
+    try several, its space."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("config defaults must be immutable: use a tuple")
-    return field(default=default, metadata={"help": help, "search": search})
+    return field(default=default, metadata={"help": help, "search": search, "choices": choices})
+
+
+def check_config(name: str, config: Any) -> None:
+    """Raise ConfigError naming a field whose value is not one of its choices."""
+    for f in dataclasses.fields(config):
+        choices = f.metadata.get("choices")
+        value = getattr(config, f.name)
+        if choices is not None and value not in choices:
+            raise ConfigError(f"pass '{name}' option {f.name}={value!r} is not one of "
+                              f"{', '.join(map(str, choices))}")
 
 
 @dataclass
@@ -114,7 +125,9 @@ def config_from_dict(name: str, values: dict[str, Any]) -> Any:
     unknown = sorted(set(values) - fields)
     if unknown:
         raise ConfigError(f"pass '{name}' has no option '{unknown[0]}': its options are {', '.join(sorted(fields))}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    check_config(name, config)
+    return config
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -125,6 +138,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 def apply(model, config: Any, ctx: PassContext) -> PassOutput:
     """Apply one pass. Raises UnsupportedModelError when it cannot apply to this model or without data."""
     entry = entry_for(config)
+    check_config(entry.name, config)
     if model.format not in entry.formats:
         raise UnsupportedModelError(f"pass '{entry.name}' takes a {' or '.join(entry.formats)} model, "
                                     f"'{model.name}' is {model.format}: export it first or choose another pass")

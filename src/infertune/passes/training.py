@@ -9,6 +9,8 @@ from typing import Callable
 
 import numpy as np
 
+from infertune.errors import PassError
+
 
 def _batches(model, split, batch: int, rng: np.random.Generator):
     order = rng.permutation(len(split))
@@ -52,7 +54,7 @@ def train(student_model, split, *, epochs: int, lr: float, batch: int = 32, teac
             elif target is not None:
                 loss = loss + (1 - F.cosine_similarity(out, target, dim=-1)).mean() + F.mse_loss(out, target)
             if not loss.requires_grad:
-                raise ValueError("nothing to train on: no labels and no teacher")
+                raise PassError("nothing to train on: no labels and no teacher")
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -33,7 +33,7 @@ class Int8Dynamic:
     per_channel: bool = param(True, "one weight scale per output channel (else one per tensor)",
                               search=(True, False))
     reduce_range: bool = param(False, "7-bit weights, for CPUs without VNNI (avoids overflow)")
-    weight_type: str = param("qint8", "qint8 or quint8 weights")
+    weight_type: str = param("qint8", "qint8 or quint8 weights", choices=("qint8", "quint8"))
     op_types: tuple[str, ...] = param(("MatMul", "Attention", "Gemm"), "operator types to quantize")
     exclude: tuple[str, ...] = param((), "node names kept in float (mixed precision)")
 
@@ -58,9 +58,9 @@ def int8_dynamic(model, config: Int8Dynamic, ctx: PassContext) -> PassOutput:
 @dataclass(frozen=True)
 class Int8Static:
     calibration: str = param("minmax", "calibration method: minmax, entropy or percentile",
-                             search=("minmax", "entropy", "percentile"))
+                             search=("minmax", "entropy", "percentile"), choices=("minmax", "entropy", "percentile"))
     per_channel: bool = param(True, "one weight scale per output channel", search=(True, False))
-    activation_type: str = param("quint8", "quint8 or qint8 activations")
+    activation_type: str = param("quint8", "quint8 or qint8 activations", choices=("quint8", "qint8"))
     op_types: tuple[str, ...] = param(("MatMul", "Gemm", "Conv"), "operator types to quantize")
     exclude: tuple[str, ...] = param((), "node names kept in float (mixed precision)")
     samples: int = param(128, "calibration samples, from the calibration split only")

@@ -11,8 +11,10 @@ from infertune.passes.registry import PassContext, PassOutput, param, register
 
 @dataclass(frozen=True)
 class Int8Nncf:
-    model_type: str = param("auto", "transformer enables NNCF's transformer scheme; auto picks it for text models")
-    preset: str = param("mixed", "performance (symmetric activations) or mixed (asymmetric activations)")
+    model_type: str = param("auto", "transformer enables NNCF's transformer scheme; auto picks it for text models",
+                            choices=("auto", "transformer", "default"))
+    preset: str = param("mixed", "performance (symmetric activations) or mixed (asymmetric activations)",
+                        choices=("mixed", "performance"))
     smooth_quant_alpha: float | None = param(None, "SmoothQuant alpha for MatMul: None keeps NNCF's default, "
                                                    "a negative value turns SmoothQuant off", search=(None, 0.5))
     subset_size: int = param(300, "calibration samples, from the calibration split only")
