@@ -9,6 +9,7 @@ import numpy as np
 from infertune.backends.base import Session, outputs_dict
 from infertune.backends.onnx_artifact import onnx_path_for
 from infertune.backends.settings import OnnxRuntimeSettings
+from infertune.passes.export import onnx_bytes
 from infertune.errors import ConfigError
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -46,19 +47,20 @@ class OnnxRuntimeSession(Session):
     def __init__(self, model, settings: OnnxRuntimeSettings):
         import onnxruntime as ort
 
-        from infertune.passes.export import onnx_bytes
-
         if settings.precision != "fp32":
             raise ConfigError(f"onnxruntime runs the graph's own precision, so --precision {settings.precision} "
                               f"does not apply: use torch, torch-compile or openvino for bf16/fp16")
         path = onnx_path_for(model, settings.exporter)
         self.settings = settings
         self.signature = model.signature
-        self.artifact_bytes = onnx_bytes(path)
         self._path = path
         self._session = ort.InferenceSession(str(path), sess_options=session_options(settings),
                                              providers=[PROVIDERS[settings.device]])
         self._inputs = [i.name for i in self._session.get_inputs()]
+
+    @functools.cached_property
+    def artifact_bytes(self) -> int:
+        return onnx_bytes(self._path)  # read when first asked, after the measurement
 
     @functools.cached_property
     def precision(self) -> str:

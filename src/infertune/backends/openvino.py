@@ -15,6 +15,7 @@ import numpy as np
 from infertune.backends.base import Session, outputs_dict
 from infertune.backends.onnx_artifact import onnx_path_for
 from infertune.backends.settings import OpenVINOSettings
+from infertune.passes.export import onnx_bytes
 from infertune.errors import ConfigError
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -49,8 +50,6 @@ class OpenVINOSession(Session):
     def __init__(self, model, settings: OpenVINOSettings):
         import openvino as ov
 
-        from infertune.passes.export import onnx_bytes
-
         if settings.precision not in HINTS:
             raise ConfigError(f"openvino precision '{settings.precision}' is not one of {', '.join(HINTS)}")
         path = model.ir_path or onnx_path_for(model, settings.exporter)
@@ -64,10 +63,14 @@ class OpenVINOSession(Session):
         self._inputs = [port.get_any_name() for port in self._compiled.inputs]
         self.settings = settings
         self.signature = model.signature
-        self.artifact_bytes = ir_bytes(path) if model.ir_path else onnx_bytes(path)
         ran = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         self._compute = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}.get(ran, str(ran))
         self._paths = (model.ir_path, path)
+
+    @functools.cached_property
+    def artifact_bytes(self) -> int:
+        ir_path, onnx_path = self._paths
+        return ir_bytes(ir_path) if ir_path else onnx_bytes(onnx_path)
 
     @functools.cached_property
     def precision(self) -> str:

@@ -40,8 +40,15 @@ def _fingerprint(model: Model, exporter: str) -> str:
     """A key from the module's class, its weights' bytes and the exporter: a changed model re-exports."""
     import torch
 
+    import inspect
+
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{type(model.module).__qualname__}|{exporter}|{OPSET}|{torch.__version__}".encode())
+    for cls in {type(m) for m in model.module.modules()}:  # a changed forward re-exports, same weights or not
+        try:
+            digest.update(inspect.getsource(cls).encode())
+        except (OSError, TypeError):
+            digest.update(cls.__qualname__.encode())
     digest.update(repr(model.signature).encode())
     for name, tensor in model.module.state_dict().items():
         digest.update(name.encode())
@@ -202,8 +209,14 @@ def _export_checked(model: Model, final: Path, exporter: str, atol: float, min_c
 
 
 def onnx_bytes(path: Path) -> int:
-    """Size on disk of an ONNX model with its external-data files."""
-    return sum(p.stat().st_size for p in Path(path).parent.glob(Path(path).name + "*"))
+    """Size on disk of an ONNX model with the external-data files its initializers name."""
+    import onnx
+
+    path = Path(path)
+    proto = onnx.load(str(path), load_external_data=False)
+    files = {entry.value for init in proto.graph.initializer if init.data_location == onnx.TensorProto.EXTERNAL
+             for entry in init.external_data if entry.key == "location"}
+    return path.stat().st_size + sum((path.parent / name).stat().st_size for name in files)
 
 
 @dataclass(frozen=True)
