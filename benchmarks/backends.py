@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from infertune.bench import Timing, bench_backends
-from infertune.bench.hardware import fingerprint, versions
-from infertune.report.terminal import bench_table, hardware_line
+from infertune.bench.hardware import fingerprint
+from infertune.report.terminal import bench_table
 
 WORKLOADS = {
     "minilm": (1, 32),
@@ -82,16 +82,14 @@ def main() -> int:
                                  progress=lambda label, stage: print(f"   {label}: {stage}", file=sys.stderr))
         bench_table(results, sizes, fingerprint())
         sections.append(markdown(model, sizes, results))
-    hw = fingerprint()
-    body = ["## Backends", "",
-            "Written by `benchmarks/backends.py`" + (" (--quick: smoke figures, not for quoting)" if args.quick else "")
-            + ". Each row ran in its own process, one after another in one run; latency is the median (p50) and "
-            "99th percentile of timed calls after a warm-up that ran every distinct input shape once. Inputs: "
-            "minilm on the 512 held-out docstring sentences at natural length (padded per batch); digits-cnn on "
-            "the 500 held-out digits. Fidelity compares outputs on the first 256 held-out samples with torch eager "
-            "fp32. `ran as` is the precision the runtime reported back.", "",
-            f"Hardware: {hardware_line(hw)}; memory {(hw['memory_bytes'] or 0) / 2**30:.0f} GiB.", "",
-            "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()), "", *sections]
+    from benchmarks_common import header
+
+    body = header("Backends", "benchmarks/backends.py", args.quick,
+                  "Each row ran in its own process, one after another in one run; latency is the median (p50) and "
+                  "99th percentile of timed calls after a warm-up that ran every distinct input shape once. Inputs: "
+                  "minilm on the 512 held-out docstring sentences at natural length (padded per batch); digits-cnn "
+                  "on the 500 held-out digits. Fidelity compares outputs on the first 256 held-out samples with "
+                  "torch eager fp32. `ran as` is the precision the runtime reported back.") + sections
     from benchmarks_common import replace_section
 
     replace_section(args.out, "\n".join(body))

@@ -203,24 +203,19 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
     timing = Timing(min_runs=5, min_seconds=0.2) if args.quick else Timing(min_runs=100, min_seconds=3.0)
-    from infertune.bench.hardware import fingerprint, versions
-    from infertune.report.terminal import hardware_line
 
     sections = []
     with tempfile.TemporaryDirectory(prefix="infertune-passes-") as tmp:
         for name in ([args.only] if args.only else ROWS):
             sections.append(run_model(name, timing, Path(tmp)))
             print(sections[-1], flush=True)
-    hw = fingerprint()
-    body = ["## Passes", "",
-            "Written by `benchmarks/passes.py`" + (" (--quick: smoke figures, not for quoting)" if args.quick else "")
-            + ". Passes calibrate on the calibration split and train (fine-tuning, distillation) on the train split; "
-            "quality is measured on the first 256 "
-            "held-out samples against torch eager fp32; latency on the held-out split (natural-length sentences "
-            "for minilm). ONNX/OpenVINO rows ran in a fresh process each, torch rows in the script's process. "
-            "All rows come from one run.", "",
-            f"Hardware: {hardware_line(hw)}.", "", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
-            "", *sections]
+    from benchmarks_common import header
+
+    body = header("Passes", "benchmarks/passes.py", args.quick,
+                  "Passes calibrate on the calibration split and train (fine-tuning, distillation) on the train "
+                  "split; quality is measured on the first 256 held-out samples against torch eager fp32; latency "
+                  "on the held-out split (natural-length sentences for minilm). ONNX/OpenVINO rows ran in a fresh "
+                  "process each, torch rows in the script's process. All rows come from one run.") + sections
     from benchmarks_common import replace_section
 
     replace_section(args.out, "\n".join(body))
