@@ -157,6 +157,48 @@ def bench(
 
 
 @app.command()
+def optimize(
+    model: str = typer.Argument(..., help="zoo name, .onnx file, or factory package.module:function"),
+    data: Optional[str] = typer.Option(None, help="zoo data set or .npz (inputs, optional labels); default: the "
+                                                  "model's own data set"),
+    weights: Optional[str] = typer.Option(None, help="weights for a factory model"),
+    max_drop: float = typer.Option(0.01, help="largest metric drop allowed on held-out samples (0.01 = one point)"),
+    objective: str = typer.Option("latency", help="latency (p50 at --batch-size), throughput or size"),
+    batch_size: int = typer.Option(1, help="batch size the latency objective is measured at"),
+    time_budget: Optional[float] = typer.Option(None, help="seconds after which the search stops with the best so far"),
+    out: Optional[Path] = typer.Option(None, help="run directory (default runs/MODEL-TIMESTAMP)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
+    recipe: Optional[Path] = typer.Option(None, help="re-apply this recipe.yaml instead of searching"),
+) -> None:
+    """Search passes x backends for the fastest (or smallest) model within the accuracy budget."""
+    from infertune.report.terminal import progress_reporter
+    from infertune.search.recipe import Recipe
+    from infertune.search.run import optimize as run_optimize
+
+    recipes = [Recipe.load(recipe)] if recipe is not None else None
+    with progress_reporter(1) as report:
+        result = run_optimize(model, data=data, weights=weights, max_drop=max_drop, objective=objective,
+                              batch_size=batch_size, time_budget=time_budget, out=out, resume=resume,
+                              recipes=recipes, progress=report)
+    from infertune.report.terminal import optimize_table
+
+    optimize_table(result)
+
+
+@app.command()
+def report(directory: Path = typer.Argument(..., help="a run directory written by infertune optimize")) -> None:
+    """Re-render DIR/report.html from DIR/results.json."""
+    import json
+
+    from infertune.report.html import write_report
+
+    results = directory / "results.json"
+    if not results.is_file():
+        raise ConfigError(f"'{results}' not found: pass a run directory written by infertune optimize")
+    typer.echo(f"wrote {write_report(directory, json.loads(results.read_text()))}")
+
+
+@app.command()
 def predict(
     model: str = typer.Argument(..., help="zoo name, .onnx file, or factory package.module:function"),
     data: str = typer.Option(..., help="zoo data set or .npz holding the model's inputs"),

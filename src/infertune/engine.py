@@ -41,10 +41,24 @@ def load(model: str | Model, *, backend: str | None = None, weights: str | None 
     Without `backend`: torch for a torch model, onnxruntime for an ONNX file.
     Example: `infertune.load("digits-cnn", backend="onnxruntime").run({"pixels": x})`.
     """
+    from pathlib import Path
+
     from infertune.backends import load_session
     from infertune.model import load_model
 
-    if isinstance(model, str):
+    if isinstance(model, (str, Path)) and Path(model).is_dir():
+        from infertune.search.artifact import find_manifest, load_artifact
+
+        manifest = find_manifest(Path(model))
+        if manifest is None:
+            from infertune.errors import UnsupportedModelError
+
+            raise UnsupportedModelError(f"'{model}' is a folder without an infertune artifact (model/manifest.json): "
+                                        f"pass a run directory written by infertune optimize")
+        model, saved_backend, saved_options = load_artifact(manifest)
+        backend = backend or saved_backend
+        options = {**saved_options, **options} if backend == saved_backend else options
+    elif isinstance(model, str):
         model = load_model(model, weights=weights, data=data)
     backend = backend or ("torch" if model.module is not None else "onnxruntime")
     return Engine(model=model, session=load_session(model, backend, **options))

@@ -80,7 +80,8 @@ def _cosine(a, b):
 
 
 def test_every_registered_pass_is_tested():
-    assert set(load_all()) == set(PASS_TESTS)
+    shipped = {name for name, entry in load_all().items() if not entry.function.__module__.startswith("infertune.testing")}
+    assert shipped == set(PASS_TESTS)
 
 
 @pytest.mark.parametrize("name", sorted(PASS_TESTS))

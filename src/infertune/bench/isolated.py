@@ -20,13 +20,18 @@ def _tail(text: str, lines: int = 3) -> str:
     return " | ".join(kept)
 
 
-def run_isolated(job: BenchJob, *, timeout: float = 900.0,
-                 progress: Callable[[str], None] | None = None) -> BenchResult:
-    with tempfile.TemporaryDirectory(prefix="infertune-bench-") as tmp:
+def run_worker(module: str, job: dict, *, timeout: float,
+               progress: Callable[[str], None] | None = None) -> dict:
+    """Run `python -m module JOB.json RESULT.json` in a fresh process group with a time limit.
+
+    Returns the worker's result, or {"error": reason} when it failed, crashed (the signal is named),
+    or ran out of time (its whole process group is killed, compile workers included).
+    """
+    with tempfile.TemporaryDirectory(prefix="infertune-worker-") as tmp:
         job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
-        job_path.write_text(json.dumps(job.to_dict()))
+        job_path.write_text(json.dumps(job))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen([sys.executable, "-m", "infertune.bench.worker", str(job_path), str(result_path)],
+        process = subprocess.Popen([sys.executable, "-m", module, str(job_path), str(result_path)],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                    start_new_session=True)  # its own process group: a kill takes its children
         stderr_chunks: list[str] = []
@@ -45,19 +50,23 @@ def run_isolated(job: BenchJob, *, timeout: float = 900.0,
         except subprocess.TimeoutExpired:
             import signal
 
-            os.killpg(process.pid, signal.SIGKILL)  # inductor's compile workers too, not just the worker
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-            return _failed(job, f"timed out after {timeout:.0f} s")
+            return {"error": f"timed out after {timeout:.0f} s"}
         finally:
             follower.join(timeout=5)
             drain.join(timeout=5)
-        stderr = "".join(stderr_chunks)
         if result_path.is_file():
-            data = json.loads(result_path.read_text())
-            if "error" in data and len(data) == 1:
-                return _failed(job, data["error"])
-            return BenchResult.from_dict(data)
-        return _failed(job, f"worker exited with code {code} ({_describe_exit(code)}): {_tail(stderr)}")
+            return json.loads(result_path.read_text())
+        return {"error": f"worker exited with code {code} ({_describe_exit(code)}): {_tail(''.join(stderr_chunks))}"}
+
+
+def run_isolated(job: BenchJob, *, timeout: float = 900.0,
+                 progress: Callable[[str], None] | None = None) -> BenchResult:
+    data = run_worker("infertune.bench.worker", job.to_dict(), timeout=timeout, progress=progress)
+    if "error" in data and len(data) == 1:
+        return _failed(job, data["error"])
+    return BenchResult.from_dict(data)
 
 
 def _describe_exit(code: int) -> str:

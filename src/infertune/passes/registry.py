@@ -101,8 +101,16 @@ def load_all() -> dict[str, PassEntry]:
     """Import every pass module so the registry is complete (modules import their runtimes lazily)."""
     import importlib
 
+    import os
+
     for module in ("export", "fuse", "quantize", "mixed_precision", "prune", "distill", "lowrank", "cluster", "sparse"):
         importlib.import_module(f"infertune.passes.{module}")
+    # user passes: INFERTUNE_PLUGINS=pkg.module,other.module registers more (worker processes inherit it)
+    for plugin in filter(None, os.environ.get("INFERTUNE_PLUGINS", "").split(",")):
+        try:
+            importlib.import_module(plugin.strip())
+        except ImportError as e:
+            raise ConfigError(f"INFERTUNE_PLUGINS names '{plugin}', which cannot be imported: {e}") from e
     return PASSES
 
 

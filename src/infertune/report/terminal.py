@@ -112,3 +112,30 @@ def bench_table(results, batch_sizes, hw: dict) -> None:
     out.print(f"hardware: {hardware_line(hw)}")
     if results and results[0].workload:
         out.print(f"inputs: {results[0].workload}")
+
+
+def optimize_table(result) -> None:
+    """The summary at the end of optimize: every candidate with its verdict, then where the report is."""
+    from infertune.search.recipe import Recipe
+
+    data = result.data
+    table = Table(title=f"infertune optimize {data['model']} (objective {data['objective']}, "
+                        f"max drop {data['budget']['max_drop']} of {data['budget']['metric']})")
+    for column in ("id", "recipe", "status", "metric", "drop", "p50 ms", "speed-up", "size MB", "reason"):
+        table.add_column(column)
+    for r in [data["baseline"], *data["candidates"]]:
+        metric = r.get("metric") or {}
+        speed = r.get("speedup") or {}
+        try:
+            recipe = Recipe.from_dict(r["recipe"]).describe()
+        except Exception:
+            recipe = "?"
+        mark = " *" if r["id"] == data["best"] else ""
+        table.add_row(r["id"] + mark, recipe, r.get("status", ""), f"{metric.get('value', float('nan')):.4f}",
+                      f"{metric.get('drop', float('nan')):.4f}",
+                      f"{(r.get('latency_ms') or {}).get('p50', float('nan')):.3f}",
+                      f"{speed.get('value', 1.0):.2f}x" if speed else "-",
+                      f"{(r.get('size_bytes') or 0) / 1e6:.2f}", (r.get("reason") or "")[:80])
+    out.print(table)
+    out.print(f"chosen: {data['best'] or 'none (' + str(data['best_reason']) + ')'}; "
+              f"report: {result.directory / 'report.html'}; artifact: {result.directory / 'model'}")

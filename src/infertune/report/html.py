@@ -1,0 +1,124 @@
+"""DIR/report.html: self-contained (inline style and SVG, no script from the network): the Pareto plot of
+latency against the metric (size as marker area, baseline and chosen marked), the candidate table with the
+reason for every rejection or failure, the per-layer quantization sensitivity, hardware and versions."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from infertune.io import write_bytes_atomic
+
+STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
+table{border-collapse:collapse;margin:12px 0}td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}
+th{cursor:pointer;background:#f4f4f4}.ok{color:#186a3b}.rejected{color:#9a6700}.failed{color:#b00020}
+.chosen{font-weight:bold;background:#eef7ee}code{font-size:12px}"""
+SORT = """document.querySelectorAll('th').forEach((th,i)=>th.onclick=()=>{const t=th.closest('table'),
+r=[...t.querySelectorAll('tbody tr')],d=th.dataset.d=th.dataset.d==='1'?'-1':'1';r.sort((a,b)=>{const x=a.cells[i].
+dataset.v??a.cells[i].textContent,y=b.cells[i].dataset.v??b.cells[i].textContent,nx=parseFloat(x),ny=parseFloat(y);
+return(isNaN(nx)||isNaN(ny)?x.localeCompare(y):nx-ny)*d});r.forEach(x=>t.tBodies[0].appendChild(x))});"""
+
+
+def _describe(recipe: dict[str, Any]) -> str:
+    from infertune.search.recipe import Recipe
+
+    try:
+        return Recipe.from_dict(recipe).describe()
+    except Exception:
+        return json.dumps(recipe)
+
+
+def _plot(rows: list[dict[str, Any]], best_id: str | None) -> str:
+    points = [r for r in rows if "latency_ms" in r and r.get("status") != "failed"]
+    if not points:
+        return "<p>No candidate was measured.</p>"
+    width, height, pad = 760, 420, 60
+    xs = [r["latency_ms"]["p50"] for r in points]
+    ys = [r["metric"]["value"] for r in points]
+    x0, x1 = 0.0, max(xs) * 1.1
+    y0, y1 = min(ys) - 0.01, max(ys) + 0.005
+    biggest = max(r["size_bytes"] for r in points) or 1
+
+    def px(x):
+        return pad + (x - x0) / (x1 - x0 or 1) * (width - 2 * pad)
+
+    def py(y):
+        return height - pad - (y - y0) / (y1 - y0 or 1) * (height - 2 * pad)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="12">',
+             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#444"/>',
+             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#444"/>',
+             f'<text x="{width / 2}" y="{height - 20}" text-anchor="middle">latency p50 (ms), lower is better</text>',
+             f'<text x="16" y="{height / 2}" transform="rotate(-90 16 {height / 2})" text-anchor="middle">'
+             f'{html.escape(points[0]["metric"]["name"])}, higher is better</text>']
+    for i in range(5):
+        xv, yv = x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4
+        parts.append(f'<text x="{px(xv)}" y="{height - pad + 16}" text-anchor="middle">{xv:.2f}</text>')
+        parts.append(f'<text x="{pad - 6}" y="{py(yv) + 4}" text-anchor="end">{yv:.3f}</text>')
+    for r in points:
+        radius = 4 + 14 * (r["size_bytes"] / biggest) ** 0.5
+        colour = "#1f77b4" if r["id"] == "baseline" else ("#2ca02c" if r["id"] == best_id else
+                                                          ("#ff7f0e" if r.get("pareto") else "#999"))
+        label = "baseline" if r["id"] == "baseline" else ("chosen: " + r["id"] if r["id"] == best_id else r["id"])
+        parts.append(f'<circle cx="{px(r["latency_ms"]["p50"]):.1f}" cy="{py(r["metric"]["value"]):.1f}" '
+                     f'r="{radius:.1f}" fill="{colour}" fill-opacity="0.6"><title>{html.escape(_describe(r["recipe"]))}'
+                     f'</title></circle><text x="{px(r["latency_ms"]["p50"]) + radius + 3:.1f}" '
+                     f'y="{py(r["metric"]["value"]) + 4:.1f}">{html.escape(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render(data: dict[str, Any]) -> str:
+    rows = [data["baseline"], *data["candidates"]]
+    best_id = data.get("best")
+    body = [f"<h1>infertune optimize: {html.escape(str(data['model']))}</h1>",
+            f"<p>Objective <b>{data['objective']}</b>; budget: {data['budget']['metric']} may drop at most "
+            f"{data['budget']['max_drop']} on held-out samples. Chosen: <b>{html.escape(str(best_id))}</b>"
+            + (f" ({html.escape(data['best_reason'])})" if data.get("best_reason") else "")
+            + (f". Stopped: {html.escape(data['stopped'])}" if data.get("stopped") else "") + "</p>",
+            "<h2>Latency against quality</h2>", _plot(rows, best_id),
+            "<p>Marker area: size on disk. Blue: baseline; green: chosen; orange: Pareto front; grey: others.</p>",
+            "<h2>Candidates</h2><table><thead><tr><th>id</th><th>recipe</th><th>status</th><th>metric</th>"
+            "<th>drop</th><th>p50 ms</th><th>p99 ms</th><th>items/s</th><th>speed-up (p10-p90)</th><th>size MB</th>"
+            "<th>peak RSS MB</th><th>precision</th><th>Pareto</th><th>reason / notes</th></tr></thead><tbody>"]
+    for r in rows:
+        status = r.get("status", "?")
+        metric = r.get("metric") or {}
+        lat = r.get("latency_ms") or {}
+        speed = r.get("speedup") or {}
+        cls = "chosen" if r["id"] == best_id else ""
+        body.append(
+            f'<tr class="{cls}"><td>{r["id"]}</td><td><code>{html.escape(_describe(r["recipe"]))}</code></td>'
+            f'<td class="{status}">{status}</td><td>{metric.get("value", float("nan")):.4f}</td>'
+            f'<td>{metric.get("drop", float("nan")):.4f}</td><td>{lat.get("p50", float("nan")):.3f}</td>'
+            f'<td>{lat.get("p99", float("nan")):.3f}</td><td>{(r.get("throughput") or {}).get("items_per_s", 0):.0f}</td>'
+            f'<td data-v="{speed.get("value", 0)}">{speed.get("value", 0):.2f}x ({speed.get("low", 0):.2f}-'
+            f'{speed.get("high", 0):.2f})</td><td>{(r.get("size_bytes") or 0) / 1e6:.2f}</td>'
+            f'<td>{(r.get("peak_rss_bytes") or 0) / 1e6:.0f}</td><td>{html.escape(str(r.get("precision", "")))}</td>'
+            f'<td>{"yes" if r.get("pareto") else ""}</td><td>{html.escape(r.get("reason") or "; ".join(r.get("notes", [])))}'
+            f'</td></tr>')
+    body.append("</tbody></table>")
+    for r in rows:
+        table = (r.get("details") or {}).get("sensitivity")
+        if table:
+            kept = set((r.get("details") or {}).get("kept_float", []))
+            body.append(f"<h2>Quantization sensitivity ({r['id']})</h2><p>Validation drop when only that layer is "
+                        f"int8 (calibration split, never held-out); the layers kept in float are marked.</p><table>"
+                        "<thead><tr><th>layer</th><th>drop alone</th><th>kept float</th></tr></thead><tbody>")
+            body += [f"<tr><td>{html.escape(row['layer'])}</td><td>{row['drop_alone']:.5f}</td>"
+                     f"<td>{'yes' if row['layer'] in kept else ''}</td></tr>" for row in table]
+            body.append("</tbody></table>")
+    hw = data.get("hardware", {})
+    body.append(f"<h2>Hardware and versions</h2><p>{html.escape(str(hw.get('cpu_model')))}, {hw.get('usable_cores')} "
+                f"cores, ISA {html.escape(', '.join(hw.get('isa', [])))}; GPU {html.escape(str(hw.get('gpu')))}</p>"
+                f"<p>{html.escape(', '.join(f'{k} {v}' for k, v in data.get('versions', {}).items()))}</p>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>infertune report</title><style>{STYLE}</style>"
+            f"</head><body>{''.join(body)}<script>{SORT}</script></body></html>")
+
+
+def write_report(directory: Path, data: dict[str, Any]) -> Path:
+    path = Path(directory) / "report.html"
+    write_bytes_atomic(path, render(data).encode())
+    return path

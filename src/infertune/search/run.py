@@ -1,0 +1,190 @@
+"""`optimize`: baseline, then candidates cheapest-first, each in its own process with a time limit; verdicts
+against the accuracy budget and the baseline's speed; the run directory, written as trials finish, so a
+kill or Ctrl-C leaves a valid run that `resume=True` continues."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from infertune.errors import ConfigError
+from infertune.io import write_json_atomic
+from infertune.search.recipe import Recipe
+from infertune.search.select import best, mark_pareto, verdict
+
+OBJECTIVES = ("latency", "throughput", "size")
+
+
+@dataclass
+class Result:
+    directory: Path
+    data: dict[str, Any]
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return next((c for c in self.data["candidates"] if c["id"] == self.data["best"]), None)
+
+    @property
+    def baseline(self) -> dict[str, Any]:
+        return self.data["baseline"]
+
+    @property
+    def candidates(self) -> list[dict[str, Any]]:
+        return self.data["candidates"]
+
+    def save(self, path: str | Path) -> Path:
+        """Copy the run directory to `path` (a no-op when it is already there)."""
+        path = Path(path)
+        if path.resolve() != self.directory.resolve():
+            shutil.copytree(self.directory, path, dirs_exist_ok=True)
+        return path
+
+
+def _check(max_drop: float, objective: str, batch_size: int, time_budget: float | None) -> None:
+    if not 0 <= max_drop <= 1:
+        raise ConfigError(f"--max-drop must be between 0 and 1 (0.01 = one point), got {max_drop}")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{objective}'")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be a positive integer, got {batch_size}")
+    if time_budget is not None and time_budget <= 0:
+        raise ConfigError(f"--time-budget must be a positive number of seconds, got {time_budget}")
+
+
+def _prepare(out: Path, resume: bool) -> list[dict[str, Any]]:
+    trials = out / "trials.jsonl"
+    if trials.exists() and not resume:
+        raise ConfigError(f"'{out}' already holds a run: pass --resume to continue it, or another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--out '{out}' is not writable ({e.strerror}): choose another folder") from e
+    if not trials.exists():
+        return []
+    done = []
+    for line in trials.read_text().splitlines():
+        try:
+            done.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill: that trial runs again
+    return done
+
+
+def optimize(model: str, *, data: str | None = None, weights: str | None = None, max_drop: float = 0.01,
+             objective: str = "latency", batch_size: int = 1, time_budget: float | None = None,
+             out: str | Path | None = None, resume: bool = False, recipes: list[Recipe] | None = None,
+             trial_timeout: float = 900.0, timing: dict | None = None,
+             progress: Callable[[str, str], None] | None = None) -> Result:
+    """Find the fastest (or smallest) artifact within `max_drop` of the baseline on held-out data.
+
+    Example: `infertune.optimize("minilm", max_drop=0.01, out="runs/demo").best["recipe"]`.
+    """
+    from infertune.bench.hardware import fingerprint, versions
+    from infertune.bench.job import BenchJob, load_for_job
+    from infertune.data import load_dataset
+    from infertune.search.space import baseline_recipe, candidate_recipes, mixed_precision_fallback
+
+    _check(max_drop, objective, batch_size, time_budget)
+    source, split, data_name = load_for_job(BenchJob(model=model, backend="torch", weights=weights, data=data))
+    if split is None:
+        raise ConfigError(f"optimize needs data to measure accuracy: pass --data (an .npz with the inputs of "
+                          f"'{model}', labels optional)")
+    dataset = load_dataset(data_name)
+    out = Path(out) if out is not None else Path("runs") / f"{source.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    done = {trial["id"]: trial for trial in _prepare(out, resume)}
+    base = baseline_recipe(source)
+    queue = [("baseline", base)] + [(f"c{i + 1:02d}", r) for i, r in enumerate(
+        recipes if recipes is not None else candidate_recipes(
+            source, has_calibration="calibration" in dataset.splits,
+            has_training=dataset.splits.get("train") is not None and len(dataset.splits["train"]) > 0))]
+    started = time.monotonic()
+    common = dict(model=model, weights=weights, data=data_name, baseline_recipe=base.to_dict(),
+                  baseline_outputs=str(out / "baseline_outputs.npz"), batch_size=batch_size,
+                  throughput_batch=max(batch_size, 32), objective=objective, **({"timing": timing} if timing else {}))
+    finished: list[dict[str, Any]] = []
+    stopped = None
+    try:
+        while queue:
+            trial_id, recipe = queue.pop(0)
+            if trial_id in done and done[trial_id]["recipe"] == recipe.to_dict():
+                finished.append(done[trial_id])
+                continue
+            left = None if time_budget is None else time_budget - (time.monotonic() - started)
+            if left is not None and left <= 0 and trial_id != "baseline":
+                stopped = f"time budget of {time_budget:.0f} s spent; {len(queue) + 1} candidates not tried"
+                break
+            record = _run(trial_id, recipe, out, common, trial_timeout if left is None else min(trial_timeout, max(left, 60)),
+                          progress)
+            if trial_id == "baseline":
+                if "error" in record:
+                    raise ConfigError(f"the baseline ({recipe.describe()}) failed, so nothing can be compared: "
+                                      f"{record['error']}")
+                record = {**record, "status": "ok", "reason": None, "metric": {**record["metric"], "drop": 0.0}}
+            else:
+                record = verdict(record, finished[0], max_drop=max_drop, objective=objective)
+                fallback = mixed_precision_fallback(recipe, max_drop) if record["status"] == "rejected" \
+                    and record["reason"].startswith("over budget") else None
+                if fallback is not None:
+                    queue.insert(0, (f"{trial_id}-mixed", fallback))
+            _append(out / "trials.jsonl", record)
+            finished.append(record)
+    except KeyboardInterrupt:
+        stopped = "interrupted; run again with --resume to continue"
+        raise
+    finally:
+        if finished:
+            result = _finish(out, finished, model=model, weights=weights, max_drop=max_drop, objective=objective,
+                             stopped=stopped, hardware=fingerprint(), versions=versions())
+    return result
+
+
+def _run(trial_id: str, recipe: Recipe, out: Path, common: dict, timeout: float, progress) -> dict[str, Any]:
+    from infertune.bench.isolated import run_worker
+    from infertune.search.trial import TrialJob
+
+    job = TrialJob(id=trial_id, recipe=recipe.to_dict(), workdir=str(out / "trials" / trial_id), **common)
+    label = f"{trial_id}: {recipe.describe()}"
+    report = (lambda stage: progress(label, stage)) if progress else None
+    record = run_worker("infertune.search.worker", asdict(job), timeout=timeout, progress=report)
+    return {"id": trial_id, "recipe": recipe.to_dict(), "backend": recipe.backend, **record}
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as handle:  # one line per finished trial, flushed at once: a kill loses at most it
+        handle.write(json.dumps(record, default=str) + "\n")
+        handle.flush()
+
+
+def _finish(out: Path, finished: list[dict[str, Any]], *, model, weights, max_drop, objective, stopped,
+            hardware, versions) -> Result:
+    from infertune.search.artifact import save_artifact
+
+    baseline, candidates = finished[0], finished[1:]
+    for c in candidates:
+        if c.get("status") != "failed" and "latency_ms" in c:
+            c["speedup_p50"] = baseline["latency_ms"]["p50"] / c["latency_ms"]["p50"]
+    mark_pareto(finished)
+    chosen = best(candidates, objective)
+    reason = None if chosen else "no candidate was within the budget and faster than the baseline"
+    data = {"model": model, "baseline": baseline, "candidates": candidates,
+            "best": chosen["id"] if chosen else None, "best_reason": reason, "stopped": stopped,
+            "budget": {"metric": baseline["metric"]["name"], "max_drop": max_drop}, "objective": objective,
+            "hardware": hardware, "versions": versions}
+    final = chosen or baseline
+    Recipe.from_dict(final["recipe"]).save(out / "recipe.yaml")
+    save_artifact(out / "model", model=model, weights=weights, record=final)
+    write_json_atomic(out / "results.json", data)
+    try:
+        from infertune.report.html import write_report
+
+        write_report(out, data)
+    except Exception as e:  # a report that fails to render never costs the run its results
+        (out / "report.error.txt").write_text(f"{type(e).__name__}: {e}\n")
+    return Result(directory=out, data=data)

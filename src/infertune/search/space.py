@@ -1,0 +1,67 @@
+"""Which candidates to try, cheapest and likeliest first, so a short time budget still returns a good answer:
+graph-optimised fp32 runtimes, then int8 and bf16, then pruning and distillation that need training."""
+
+from __future__ import annotations
+
+from infertune.search.recipe import Recipe
+
+
+def baseline_recipe(model) -> Recipe:
+    """The user's model as given: torch eager fp32, or ONNX Runtime fp32 for an ONNX file."""
+    return Recipe(backend="torch") if model.format == "torch" else Recipe(backend="onnxruntime")
+
+
+def candidate_recipes(model, *, has_calibration: bool, has_training: bool) -> list[Recipe]:
+    from infertune.passes.distill import Distill
+    from infertune.passes.export import ExportOnnx
+    from infertune.passes.fuse import FoldBatchNorm, OrtFusion
+    from infertune.passes.prune import StructuredPrune
+    from infertune.passes.quantize.onnx_backend import Int8Dynamic, Int8Static
+    from infertune.passes.quantize.openvino_backend import Int8Nncf
+    from infertune.passes.quantize.torch_backend import Int8Torchao
+
+    torch_model = model.format == "torch"
+    transformer = "num_heads" in model.meta or model.is_text
+    onnx = (ExportOnnx(),) if torch_model else ()
+    fused = onnx + ((OrtFusion(),) if transformer else ())
+    recipes: list[Recipe] = []
+    # 1. fp32 on faster runtimes: no accuracy risk, cheap to build
+    recipes.append(Recipe(passes=fused, backend="onnxruntime"))
+    recipes.append(Recipe(passes=onnx, backend="openvino"))
+    if torch_model:
+        if not transformer:
+            recipes.append(Recipe(passes=(FoldBatchNorm(),), backend="torch"))
+        recipes.append(Recipe(backend="torch-compile"))
+    # 2. lower precision: int8 and bf16
+    recipes.append(Recipe(passes=fused + (Int8Dynamic(),), backend="onnxruntime"))
+    recipes.append(Recipe(passes=onnx, backend="openvino", options=(("precision", "bf16"),)))
+    if torch_model:
+        recipes.append(Recipe(backend="torch", options=(("precision", "bf16"),)))
+    if has_calibration:
+        recipes.append(Recipe(passes=onnx + (Int8Nncf(),), backend="openvino"))
+        if not transformer:
+            recipes.append(Recipe(passes=onnx + (Int8Static(),), backend="onnxruntime"))
+    if torch_model:
+        recipes.append(Recipe(passes=(Int8Torchao(),), backend="torch-compile"))
+    # 3. structure changes that need training
+    if torch_model and has_training:
+        recipes.append(Recipe(passes=(StructuredPrune(amount=0.5, fine_tune_epochs=10),) + onnx,
+                              backend="onnxruntime"))
+        if not transformer:
+            recipes.append(Recipe(passes=(Distill(width=0.25, epochs=30),) + onnx, backend="onnxruntime"))
+    return recipes
+
+
+def mixed_precision_fallback(recipe: Recipe, max_drop: float) -> Recipe | None:
+    """For an int8 candidate over budget: the same graph with int8-mixed (sensitive layers kept float)."""
+    from infertune.passes.mixed_precision import MixedPrecisionInt8
+    from infertune.passes.quantize.onnx_backend import Int8Dynamic, Int8Static
+
+    for index, config in enumerate(recipe.passes):
+        if isinstance(config, (Int8Dynamic, Int8Static)):
+            base = "int8-dynamic" if isinstance(config, Int8Dynamic) else "int8-static"
+            # the validation budget is kept under the user's, so the held-out verdict has room
+            mixed = MixedPrecisionInt8(base=base, max_drop=max_drop / 2)
+            return Recipe(passes=recipe.passes[:index] + (mixed,) + recipe.passes[index + 1:],
+                          backend=recipe.backend, options=recipe.options)
+    return None

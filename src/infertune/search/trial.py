@@ -1,0 +1,115 @@
+"""One trial: apply a recipe, then measure the artifact (held-out metric, latency, throughput, size) and its
+speed against the baseline, interleaved in the same process. Runs inside `worker.py`, a fresh process with a
+time limit, so a crash, hang or out-of-memory in a runtime is a failed trial, never a failed search."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from infertune.bench.job import BenchJob, Timing, collect_outputs, load_for_job
+from infertune.search.recipe import Recipe
+
+METRIC_SAMPLES = 512
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    id: str
+    model: str
+    recipe: dict[str, Any]
+    workdir: str
+    baseline_recipe: dict[str, Any]
+    baseline_outputs: str          # .npz of the baseline's held-out outputs (written by the baseline trial)
+    weights: str | None = None
+    data: str | None = None
+    batch_size: int = 1
+    throughput_batch: int = 32
+    objective: str = "latency"
+    timing: dict[str, Any] = field(default_factory=lambda: asdict(Timing(min_runs=30, min_seconds=1.0)))
+    rounds: int = 8
+
+
+def metric(task: str, outputs: np.ndarray, labels, reference: np.ndarray | None) -> tuple[str, float]:
+    """Top-1 accuracy with labels; else fidelity to the baseline: top-1 agreement or mean cosine."""
+    from infertune.data.metrics import cosine_similarity_stats, top1_accuracy, top1_agreement
+
+    if task == "classification" and labels is not None:
+        return "top1", top1_accuracy(outputs, labels[:len(outputs)])
+    if reference is None:
+        return ("top1_agreement" if task == "classification" else "cosine"), 1.0
+    if task == "classification":
+        return "top1_agreement", top1_agreement(reference, outputs)
+    return "cosine", cosine_similarity_stats(reference, outputs)[0]
+
+
+def run_trial(job: TrialJob, say=print) -> dict[str, Any]:
+    from infertune.backends import load_session
+    from infertune.bench import memory, timing
+    from infertune.bench.workload import build_workload
+    from infertune.data import load_dataset, save_npz
+    from infertune.search.recipe import apply_recipe
+
+    model, heldout, data_name = load_for_job(BenchJob(model=job.model, backend="torch", weights=job.weights,
+                                                      data=job.data))
+    dataset = load_dataset(data_name) if data_name else None
+    recipe = Recipe.from_dict(job.recipe)
+    say("applying passes")
+    artifact, outputs = apply_recipe(model, recipe, data=dataset, workdir=Path(job.workdir) / "build",
+                                     progress=lambda s: say(s))
+    memory.reset_peak_rss()
+    say("loading")
+    session = load_session(artifact, recipe.backend, **recipe.backend_options)
+    say("held-out outputs")
+    out = collect_outputs(session, artifact, heldout, METRIC_SAMPLES) if heldout is not None else {}
+    first = next(iter(out.values())) if out else None
+    is_baseline = job.recipe == job.baseline_recipe
+    if is_baseline and first is not None:
+        save_npz(job.baseline_outputs, {"output": first})
+    reference = None
+    if not is_baseline and Path(job.baseline_outputs).is_file():
+        with np.load(job.baseline_outputs) as saved:
+            reference = saved["output"]
+    name, value = metric(model.task, first, heldout.labels if heldout is not None else None, reference) \
+        if first is not None else ("none", float("nan"))
+    sizes = tuple(sorted({job.batch_size, job.throughput_batch}))
+    workload = build_workload(artifact, heldout, sizes, data_name=data_name)
+    t = job.timing
+    say("timing")
+    stats = {s.batch: s for s in timing.measure(session, workload, warmup=t["warmup"], min_runs=t["min_runs"],
+                                                min_seconds=t["min_seconds"], max_runs=t["max_runs"],
+                                                max_seconds=t["max_seconds"])}
+    peak = memory.peak_rss_bytes()
+    result: dict[str, Any] = {
+        "id": job.id, "recipe": job.recipe, "backend": recipe.backend, "precision": session.precision,
+        "metric": {"name": name, "value": value},
+        "latency_ms": _latency(stats[job.batch_size]),
+        "throughput": {"batch": job.throughput_batch, "items_per_s": stats[job.throughput_batch].items_per_s},
+        "size_bytes": session.artifact_bytes, "peak_rss_bytes": peak,
+        "notes": [note for o in outputs for note in o.notes],
+        "details": {k: v for o in outputs for k, v in o.details.items() if k in ("sensitivity", "kept_float")},
+        "artifact": _artifact_path(artifact),
+    }
+    if not is_baseline:
+        say("interleaved comparison with the baseline")
+        base = Recipe.from_dict(job.baseline_recipe)
+        baseline = load_session(model, base.backend, **base.backend_options)
+        batch = job.throughput_batch if job.objective == "throughput" else job.batch_size
+        per_round = max(3, min(20, int(250 / max(stats[batch].p50_ms, 0.01))))  # about 0.25 s a block
+        comparison = timing.compare_ab(baseline, session, workload.batches[batch], rounds=job.rounds,
+                                       runs_per_round=per_round)
+        result["speedup"] = {"batch": batch, "value": comparison.speedup, "low": comparison.speedup_low,
+                             "high": comparison.speedup_high, "rounds": comparison.rounds}
+    return result
+
+
+def _latency(stats) -> dict[str, float]:
+    return {"batch": stats.batch, "p50": stats.p50_ms, "p90": stats.p90_ms, "p99": stats.p99_ms}
+
+
+def _artifact_path(artifact) -> str | None:
+    path = artifact.ir_path or artifact.onnx_path
+    return str(path) if path is not None else None

@@ -1,0 +1,105 @@
+"""optimize end to end on a tiny ONNX model and data the test makes: with labels and without."""
+
+import json
+
+import numpy as np
+import pytest
+
+import infertune
+from infertune.data import save_npz
+from infertune.passes.quantize.onnx_backend import Int8Dynamic
+from infertune.search.recipe import Recipe
+
+QUICK = {"warmup": 1, "min_runs": 5, "min_seconds": 0.0, "max_runs": 50, "max_seconds": 5.0}
+
+
+@pytest.fixture()
+def labelled_npz(tmp_path):
+    from infertune.testing.models import mlp_data
+
+    path = tmp_path / "data.npz"
+    save_npz(path, mlp_data(200))
+    return path
+
+
+def test_optimize_an_onnx_model_writes_a_valid_run_directory(mlp_onnx, labelled_npz, tmp_path):
+    out = tmp_path / "run"
+    recipes = [Recipe(passes=(Int8Dynamic(),), backend="onnxruntime"), Recipe(backend="openvino")]
+    result = infertune.optimize(str(mlp_onnx), data=str(labelled_npz), max_drop=0.05, out=out, recipes=recipes,
+                                timing=QUICK)
+    data = json.loads((out / "results.json").read_text())
+    assert data["budget"] == {"metric": "top1", "max_drop": 0.05} and data["objective"] == "latency"
+    assert [c["id"] for c in data["candidates"]] == ["c01", "c02"]
+    for c in data["candidates"]:
+        assert c["status"] in ("ok", "rejected") and ("reason" in c)
+        assert {"batch", "p50", "p90", "p99"} <= set(c["latency_ms"]) and c["size_bytes"] > 0
+        assert "drop" in c["metric"] and "pareto" in c and c["speedup"]["rounds"] == 8
+    assert len((out / "trials.jsonl").read_text().splitlines()) == 3
+    for c in data["candidates"]:  # the invariants the search promises
+        if c["metric"]["drop"] > 0.05:
+            assert c["status"] == "rejected" and "over budget" in c["reason"]
+        elif c["speedup"]["low"] <= 1.0:
+            assert c["status"] == "rejected" and "not faster" in c["reason"]
+        else:
+            assert c["status"] == "ok"
+    assert data["best"] is None or next(c for c in data["candidates"] if c["id"] == data["best"])["status"] == "ok"
+    assert (out / "recipe.yaml").is_file() and (out / "report.html").is_file()
+    engine = infertune.load(out)
+    assert engine.run({"input": np.zeros((2, 16), np.float32)})["output"].shape == (2, 10)
+    assert result.baseline["metric"]["name"] == "top1"
+
+
+def test_without_labels_the_metric_is_fidelity_to_the_baseline(mlp_onnx, tmp_path):
+    from infertune.testing.models import mlp_data
+
+    save_npz(tmp_path / "x.npz", {"input": mlp_data(120)["input"]})
+    result = infertune.optimize(str(mlp_onnx), data=str(tmp_path / "x.npz"), out=tmp_path / "run",
+                                recipes=[Recipe(passes=(Int8Dynamic(),), backend="onnxruntime")], timing=QUICK)
+    assert result.baseline["metric"] == {"name": "top1_agreement", "value": 1.0, "drop": 0.0}
+    assert result.candidates[0]["metric"]["name"] == "top1_agreement"
+
+
+def test_a_candidate_whose_process_aborts_is_failed_and_the_run_completes(mlp_onnx, labelled_npz, tmp_path,
+                                                                          monkeypatch):
+    from infertune.testing.passes import AbortProcess
+
+    monkeypatch.setenv("INFERTUNE_PLUGINS", "infertune.testing.passes")
+    recipes = [Recipe(passes=(AbortProcess(),), backend="onnxruntime"), Recipe(passes=(Int8Dynamic(),),
+                                                                               backend="onnxruntime")]
+    result = infertune.optimize(str(mlp_onnx), data=str(labelled_npz), max_drop=0.05, out=tmp_path / "run",
+                                recipes=recipes, timing=QUICK)
+    failed, other = result.candidates
+    assert failed["status"] == "failed" and "SIGABRT" in failed["reason"]
+    assert other["status"] in ("ok", "rejected") and (tmp_path / "run" / "results.json").is_file()
+
+
+def test_a_killed_run_resumes_and_finishes(mlp_onnx, labelled_npz, tmp_path):
+    out = tmp_path / "run"
+    recipes = [Recipe(passes=(Int8Dynamic(),), backend="onnxruntime"), Recipe(backend="openvino")]
+    infertune.optimize(str(mlp_onnx), data=str(labelled_npz), out=out, recipes=recipes[:1], timing=QUICK)
+    lines = (out / "trials.jsonl").read_text().splitlines()
+    (out / "trials.jsonl").write_text("\n".join(lines) + "\n{\"id\": \"c02\", \"recip")  # cut mid-write
+    result = infertune.optimize(str(mlp_onnx), data=str(labelled_npz), out=out, recipes=recipes, timing=QUICK,
+                                resume=True)
+    assert [c["id"] for c in result.candidates] == ["c01", "c02"]
+    # c01 was taken from trials.jsonl, not measured again (a new measurement would differ in its floats)
+    assert result.candidates[0]["latency_ms"] == json.loads(lines[1])["latency_ms"]
+    assert len((out / "trials.jsonl").read_text().splitlines()) >= 3
+
+
+def test_an_existing_run_is_not_overwritten_without_resume(mlp_onnx, labelled_npz, tmp_path):
+    from infertune.errors import ConfigError
+
+    out = tmp_path / "run"
+    infertune.optimize(str(mlp_onnx), data=str(labelled_npz), out=out, recipes=[], timing=QUICK)
+    with pytest.raises(ConfigError, match="already holds a run: pass --resume"):
+        infertune.optimize(str(mlp_onnx), data=str(labelled_npz), out=out, recipes=[], timing=QUICK)
+
+
+def test_bad_inputs_are_input_errors(mlp_onnx, labelled_npz, tmp_path):
+    from infertune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--max-drop must be between 0 and 1"):
+        infertune.optimize(str(mlp_onnx), data=str(labelled_npz), max_drop=2, out=tmp_path / "a")
+    with pytest.raises(ConfigError, match="--objective must be one of"):
+        infertune.optimize(str(mlp_onnx), data=str(labelled_npz), objective="speed", out=tmp_path / "b")
