@@ -99,3 +99,19 @@ def test_json_to_a_folder_exit_2(cli, tmp_path):
     result = cli("bench", "digits-cnn", "--backend", "onnxruntime", "--min-time", "0", "--min-runs", "2",
                  "--json", str(tmp_path))
     assert result.returncode == 2 and "is a folder" in result.stderr.strip().splitlines()[-1]
+
+
+def test_optimize_cli_bad_budget_exit_2(cli, mlp_onnx, mlp_npz, tmp_path):
+    result = cli("optimize", str(mlp_onnx), "--data", str(mlp_npz), "--max-drop", "1.5", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "--max-drop must be between 0 and 1" in one_line_error(result)
+
+
+def test_optimize_cli_npz_missing_an_input_exit_2(cli, mlp_onnx, tmp_path):
+    np.savez(tmp_path / "bad.npz", other=np.zeros((8, 16), np.float32))
+    result = cli("optimize", str(mlp_onnx), "--data", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "'input'" in one_line_error(result)
+
+
+def test_report_without_a_run_exit_2(cli, tmp_path):
+    result = cli("report", str(tmp_path))
+    assert result.returncode == 2 and "results.json' not found" in one_line_error(result)

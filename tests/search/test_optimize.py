@@ -44,6 +44,9 @@ def test_optimize_an_onnx_model_writes_a_valid_run_directory(mlp_onnx, labelled_
             assert c["status"] == "ok"
     assert data["best"] is None or next(c for c in data["candidates"] if c["id"] == data["best"])["status"] == "ok"
     assert (out / "recipe.yaml").is_file() and (out / "report.html").is_file()
+    report = (out / "report.html").read_text()
+    assert "<svg" in report and "src=" not in report and "https://" not in report  # self-contained
+    assert "c01" in report and "c02" in report
     engine = infertune.load(out)
     assert engine.run({"input": np.zeros((2, 16), np.float32)})["output"].shape == (2, 10)
     assert result.baseline["metric"]["name"] == "top1"

@@ -30,15 +30,19 @@ def _describe(recipe: dict[str, Any]) -> str:
         return json.dumps(recipe)
 
 
-def _plot(rows: list[dict[str, Any]], best_id: str | None) -> str:
+def _plot(rows: list[dict[str, Any]], best_id: str | None, max_drop: float) -> str:
     points = [r for r in rows if "latency_ms" in r and r.get("status") != "failed"]
     if not points:
         return "<p>No candidate was measured.</p>"
-    width, height, pad = 760, 420, 60
+    width, height, pad = 900, 460, 70
     xs = [r["latency_ms"]["p50"] for r in points]
-    ys = [r["metric"]["value"] for r in points]
+    base = rows[0]["metric"]["value"]
+    budget = base - max_drop
     x0, x1 = 0.0, max(xs) * 1.1
-    y0, y1 = min(ys) - 0.01, max(ys) + 0.005
+    # the axis spans the budget with room below; far-off candidates sit on the floor, marked as below it
+    y1 = max(r["metric"]["value"] for r in points) + max_drop * 0.2
+    y0 = min(budget - max_drop, min(r["metric"]["value"] for r in points if r["metric"]["value"] >= budget - 3 * max_drop))
+    y0 = min(y0, budget - max_drop * 0.5)
     biggest = max(r["size_bytes"] for r in points) or 1
 
     def px(x):
@@ -57,11 +61,18 @@ def _plot(rows: list[dict[str, Any]], best_id: str | None) -> str:
         xv, yv = x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4
         parts.append(f'<text x="{px(xv)}" y="{height - pad + 16}" text-anchor="middle">{xv:.2f}</text>')
         parts.append(f'<text x="{pad - 6}" y="{py(yv) + 4}" text-anchor="end">{yv:.3f}</text>')
+    parts.append(f'<line x1="{pad}" y1="{py(budget):.1f}" x2="{width - pad}" y2="{py(budget):.1f}" stroke="#b00020" '
+                 f'stroke-dasharray="6 4"/><text x="{width - pad}" y="{py(budget) - 6:.1f}" text-anchor="end" '
+                 f'fill="#b00020">budget: baseline - {max_drop}</text>')
     for r in points:
+        below = r["metric"]["value"] < y0
+        r = {**r, "metric": {**r["metric"], "value": max(r["metric"]["value"], y0)}}
         radius = 4 + 14 * (r["size_bytes"] / biggest) ** 0.5
         colour = "#1f77b4" if r["id"] == "baseline" else ("#2ca02c" if r["id"] == best_id else
                                                           ("#ff7f0e" if r.get("pareto") else "#999"))
         label = "baseline" if r["id"] == "baseline" else ("chosen: " + r["id"] if r["id"] == best_id else r["id"])
+        if below:
+            label += " (below the axis)"
         parts.append(f'<circle cx="{px(r["latency_ms"]["p50"]):.1f}" cy="{py(r["metric"]["value"]):.1f}" '
                      f'r="{radius:.1f}" fill="{colour}" fill-opacity="0.6"><title>{html.escape(_describe(r["recipe"]))}'
                      f'</title></circle><text x="{px(r["latency_ms"]["p50"]) + radius + 3:.1f}" '
@@ -78,7 +89,7 @@ def render(data: dict[str, Any]) -> str:
             f"{data['budget']['max_drop']} on held-out samples. Chosen: <b>{html.escape(str(best_id))}</b>"
             + (f" ({html.escape(data['best_reason'])})" if data.get("best_reason") else "")
             + (f". Stopped: {html.escape(data['stopped'])}" if data.get("stopped") else "") + "</p>",
-            "<h2>Latency against quality</h2>", _plot(rows, best_id),
+            "<h2>Latency against quality</h2>", _plot(rows, best_id, data["budget"]["max_drop"]),
             "<p>Marker area: size on disk. Blue: baseline; green: chosen; orange: Pareto front; grey: others.</p>",
             "<h2>Candidates</h2><table><thead><tr><th>id</th><th>recipe</th><th>status</th><th>metric</th>"
             "<th>drop</th><th>p50 ms</th><th>p99 ms</th><th>items/s</th><th>speed-up (p10-p90)</th><th>size MB</th>"
@@ -94,8 +105,9 @@ def render(data: dict[str, Any]) -> str:
             f'<td class="{status}">{status}</td><td>{metric.get("value", float("nan")):.4f}</td>'
             f'<td>{metric.get("drop", float("nan")):.4f}</td><td>{lat.get("p50", float("nan")):.3f}</td>'
             f'<td>{lat.get("p99", float("nan")):.3f}</td><td>{(r.get("throughput") or {}).get("items_per_s", 0):.0f}</td>'
-            f'<td data-v="{speed.get("value", 0)}">{speed.get("value", 0):.2f}x ({speed.get("low", 0):.2f}-'
-            f'{speed.get("high", 0):.2f})</td><td>{(r.get("size_bytes") or 0) / 1e6:.2f}</td>'
+            + ('<td data-v="1">1.00x (baseline)</td>' if r["id"] == "baseline" else
+               f'<td data-v="{speed.get("value", 0)}">{speed.get("value", 0):.2f}x ({speed.get("low", 0):.2f}-'
+               f'{speed.get("high", 0):.2f})</td>') + f'<td>{(r.get("size_bytes") or 0) / 1e6:.2f}</td>'
             f'<td>{(r.get("peak_rss_bytes") or 0) / 1e6:.0f}</td><td>{html.escape(str(r.get("precision", "")))}</td>'
             f'<td>{"yes" if r.get("pareto") else ""}</td><td>{html.escape(r.get("reason") or "; ".join(r.get("notes", [])))}'
             f'</td></tr>')
