@@ -37,6 +37,16 @@ def _parse_options(pairs: list[str]) -> dict[str, str]:
     return options
 
 
+def _run_backend(model: str) -> str | None:
+    """The backend a run directory's artifact was chosen on."""
+    import json
+
+    from infertune.search.artifact import find_manifest
+
+    manifest = find_manifest(Path(model)) if Path(model).is_dir() else None
+    return json.loads(manifest.read_text())["backend"] if manifest else None
+
+
 def _backend_configs(names: list[str], options: dict) -> list[tuple[str, dict]]:
     """Each backend gets the options it has; an option no chosen backend has is an error, not dropped."""
     import dataclasses
@@ -108,8 +118,9 @@ def models() -> None:
 @app.command()
 def bench(
     model: str = typer.Argument(..., help="zoo name, path to an .onnx file, or a factory package.module:function"),
-    backend: str = typer.Option(DEFAULT_BACKENDS, "--backend", "-b",
-                                help="backends to measure, comma-separated (see `infertune models`)"),
+    backend: Optional[str] = typer.Option(None, "--backend", "-b",
+                                          help="backends to measure, comma-separated (see `infertune models`); "
+                                               f"default: {DEFAULT_BACKENDS}, or a run directory's own backend"),
     precision: str = typer.Option("fp32", help="fp32, bf16 or fp16 (what a backend supports)"),
     batch_sizes: str = typer.Option("1,32", help="batch sizes to time, comma-separated"),
     threads: Optional[int] = typer.Option(None, help="intra-op threads (default: the runtime's own)"),
@@ -142,6 +153,8 @@ def bench(
     options["precision"] = precision
     if threads is not None:
         options["threads"] = threads
+    if backend is None:
+        backend = _run_backend(model) or DEFAULT_BACKENDS
     configs = _backend_configs([b.strip() for b in backend.split(",") if b.strip()], options)
     timing = Timing(min_runs=min_runs, min_seconds=min_time)
     with progress_reporter(len(configs)) as report:

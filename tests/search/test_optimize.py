@@ -50,6 +50,11 @@ def test_optimize_an_onnx_model_writes_a_valid_run_directory(mlp_onnx, labelled_
     engine = infertune.load(out)
     assert engine.run({"input": np.zeros((2, 16), np.float32)})["output"].shape == (2, 10)
     assert result.baseline["metric"]["name"] == "top1"
+    from infertune.bench import Timing, bench_backends
+
+    (bench,) = bench_backends(str(out), [(json.loads((out / "model" / "manifest.json").read_text())["backend"], {})],
+                              batch_sizes=(1,), timing=Timing(warmup=1, min_runs=3, min_seconds=0.0))
+    assert bench.ok and bench.at(1).runs >= 3
 
 
 def test_without_labels_the_metric_is_fidelity_to_the_baseline(mlp_onnx, tmp_path):

@@ -59,7 +59,7 @@ def load_for_job(job: BenchJob):
     dataset = None
     if data_name is None and job.model in ZOO:
         data_name = ZOO[job.model].default_data
-    if job.onnx_path is not None:
+    if job.onnx_path is not None and not Path(job.model).is_dir():  # a run directory loads its own artifact
         model = zoo_onnx(job.model, job.onnx_path) if job.model in ZOO else load_onnx(job.onnx_path)
     else:
         arrays = None

@@ -20,6 +20,14 @@ def load_model(spec: str, *, weights: str | None = None, data: dict[str, np.ndar
     `weights` goes with a factory; `data` (arrays named as the forward arguments) fixes a factory's
     input shapes. Example: `load_model("minilm")`, `load_model("model.onnx")`.
     """
+    if Path(spec).is_dir():  # a run directory written by optimize: its chosen artifact
+        from infertune.search.artifact import find_manifest, load_artifact
+
+        manifest = find_manifest(Path(spec))
+        if manifest is None:
+            raise UnsupportedModelError(f"'{spec}' is a folder without an infertune artifact (model/manifest.json): "
+                                        f"pass a run directory written by infertune optimize")
+        return load_artifact(manifest)[0]
     if weights is not None and (spec in ZOO or spec.endswith(".onnx")):
         raise UnsupportedModelError(f"--weights applies to a factory model (package.module:function), not to "
                                     f"'{spec}', which carries its own weights")
