@@ -19,3 +19,16 @@ def test_comparison_counts_a_speedup_only_beyond_the_spread():
     noisy_b = [[0.0095 if r % 2 else 0.0105] * 5 for r in range(10)]  # +-5 %: no verdict either way
     noisy = compare(1, a, noisy_b)
     assert not noisy.b_is_faster and not noisy.b_is_slower
+
+
+def test_flops_of_a_linear_layer_and_a_positive_peak():
+    import numpy as np
+
+    from infertune.bench.flops import model_flops, peak_gflops
+    from infertune.model import load_model
+    from infertune.testing.models import mlp_data
+
+    model = load_model("infertune.testing.models:tiny_mlp", data=mlp_data(4))
+    flops = model_flops(model, {"input": np.zeros((4, 16), np.float32)})
+    assert flops == 2 * 4 * (16 * 32 + 32 * 10)
+    assert peak_gflops(size=256, runs=3) > 0

@@ -34,6 +34,7 @@ def test_optimize_an_onnx_model_writes_a_valid_run_directory(mlp_onnx, labelled_
         assert c["status"] in ("ok", "rejected") and ("reason" in c)
         assert {"batch", "p50", "p90", "p99"} <= set(c["latency_ms"]) and c["size_bytes"] > 0
         assert "drop" in c["metric"] and "pareto" in c and c["speedup"]["rounds"] == 8
+    assert data["baseline"]["compute"] is None  # an ONNX file has no torch form to count FLOPs on
     assert len((out / "trials.jsonl").read_text().splitlines()) == 3
     for c in data["candidates"]:  # the invariants the search promises
         if c["metric"]["drop"] > 0.05:
@@ -111,3 +112,14 @@ def test_bad_inputs_are_input_errors(mlp_onnx, labelled_npz, tmp_path):
         infertune.optimize(str(mlp_onnx), data=str(labelled_npz), max_drop=2, out=tmp_path / "a")
     with pytest.raises(ConfigError, match="--objective must be one of"):
         infertune.optimize(str(mlp_onnx), data=str(labelled_npz), objective="speed", out=tmp_path / "b")
+
+
+def test_optimize_a_zoo_torch_model_reports_compute_against_the_peak(tmp_path):
+    from infertune.passes.fuse import FoldBatchNorm
+
+    result = infertune.optimize("digits-cnn", out=tmp_path / "run", timing=QUICK,
+                                recipes=[Recipe(passes=(FoldBatchNorm(),), backend="torch")])
+    assert result.baseline["metric"]["name"] == "top1" and result.baseline["metric"]["value"] > 0.95
+    compute = result.baseline["compute"]
+    assert compute["flops"] > 1e6 and 0 < compute["fraction_of_peak"] and compute["peak_gflops"] > 0
+    assert result.candidates[0]["compute"]["flops"] == compute["flops"]  # folding BN leaves the conv FLOPs

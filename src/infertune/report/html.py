@@ -81,6 +81,12 @@ def _plot(rows: list[dict[str, Any]], best_id: str | None, max_drop: float) -> s
     return "".join(parts)
 
 
+def _compute(compute: dict[str, Any] | None) -> str:
+    if not compute:
+        return "-"
+    return f'{compute["gflops"]:.1f} ({compute["fraction_of_peak"]:.1%} of {compute["peak_gflops"]:.0f})'
+
+
 def render(data: dict[str, Any]) -> str:
     rows = [data["baseline"], *data["candidates"]]
     best_id = data.get("best")
@@ -93,7 +99,8 @@ def render(data: dict[str, Any]) -> str:
             "<p>Marker area: size on disk. Blue: baseline; green: chosen; orange: Pareto front; grey: others.</p>",
             "<h2>Candidates</h2><table><thead><tr><th>id</th><th>recipe</th><th>status</th><th>metric</th>"
             "<th>drop</th><th>p50 ms</th><th>p99 ms</th><th>items/s</th><th>speed-up (p10-p90)</th><th>size MB</th>"
-            "<th>peak RSS MB</th><th>precision</th><th>Pareto</th><th>reason / notes</th></tr></thead><tbody>"]
+            "<th>peak RSS MB</th><th>GFLOP/s (of fp32 peak)</th><th>precision</th><th>Pareto</th><th>reason / notes</th>"
+            "</tr></thead><tbody>"]
     for r in rows:
         status = r.get("status", "?")
         metric = r.get("metric") or {}
@@ -108,7 +115,8 @@ def render(data: dict[str, Any]) -> str:
             + ('<td data-v="1">1.00x (baseline)</td>' if r["id"] == "baseline" else
                f'<td data-v="{speed.get("value", 0)}">{speed.get("value", 0):.2f}x ({speed.get("low", 0):.2f}-'
                f'{speed.get("high", 0):.2f})</td>') + f'<td>{(r.get("size_bytes") or 0) / 1e6:.2f}</td>'
-            f'<td>{(r.get("peak_rss_bytes") or 0) / 1e6:.0f}</td><td>{html.escape(str(r.get("precision", "")))}</td>'
+            f'<td>{(r.get("peak_rss_bytes") or 0) / 1e6:.0f}</td><td>{_compute(r.get("compute"))}</td>'
+            f'<td>{html.escape(str(r.get("precision", "")))}</td>'
             f'<td>{"yes" if r.get("pareto") else ""}</td><td>{html.escape(r.get("reason") or "; ".join(r.get("notes", [])))}'
             f'</td></tr>')
     body.append("</tbody></table>")
