@@ -21,8 +21,7 @@ def predict(model: str, *, data: str, out: str | Path, backend: str | None = Non
     arrays = any_arrays(dataset)
     engine = load(model, backend=backend, weights=weights, data=arrays if model not in ZOO else None)
     if not engine.model.is_text and dataset.kind == "arrays":
-        specs = {s.name: (s.dtype, s.shape) for s in engine.model.signature.inputs}
-        dataset = load_dataset(data, input_specs=specs)
+        dataset = load_dataset(data, input_specs=engine.model.input_specs)
     chosen = dataset.split(split or ("all" if "all" in dataset.splits else "heldout"))
     parts: dict[str, list[np.ndarray]] = {}
     total = len(chosen)

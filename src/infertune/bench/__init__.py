@@ -49,8 +49,7 @@ def benchmark(model, *, backend: str = "torch", data: str | None = None, batch_s
     data_name = data or model.default_data
     split = None
     if data_name is not None:
-        specs = None if model.is_text else {s.name: (s.dtype, s.shape) for s in model.signature.inputs}
-        split = load_dataset(data_name, input_specs=specs).split("heldout")
+        split = load_dataset(data_name, input_specs=model.input_specs).split("heldout")
     job = BenchJob(model=model.source, backend=backend, options=options, data=data_name,
                    batch_sizes=tuple(batch_sizes), timing=timing)
     return run_job(job, model=model, split=split, data_name=data_name)

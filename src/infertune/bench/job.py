@@ -69,8 +69,7 @@ def load_for_job(job: BenchJob):
     if data_name is None and model.default_data is not None:
         data_name = model.default_data
     if data_name is not None:
-        specs = {s.name: (s.dtype, s.shape) for s in model.signature.inputs} if not model.is_text else None
-        dataset = load_dataset(data_name, input_specs=specs)
+        dataset = load_dataset(data_name, input_specs=model.input_specs)
     split = dataset.split("heldout") if dataset is not None else None
     return model, split, data_name
 

@@ -46,6 +46,13 @@ class Model:
     def is_text(self) -> bool:
         return self.encode_texts is not None
 
+    @property
+    def input_specs(self) -> dict[str, tuple[str, tuple]] | None:
+        """What an .npz must hold for this model (name -> dtype, shape); None for text, which it tokenizes."""
+        if self.is_text:
+            return None
+        return {s.name: (s.dtype, s.shape) for s in self.signature.inputs}
+
     def inputs_for(self, split: "Split", indices: np.ndarray | list[int] | slice) -> dict[str, np.ndarray]:
         """The model inputs for some samples of a split: tokenized text, or sliced arrays."""
         if split.texts is not None:
