@@ -176,6 +176,8 @@ def optimize(
                                                   "model's own data set"),
     weights: Optional[str] = typer.Option(None, help="weights for a factory model"),
     max_drop: float = typer.Option(0.01, help="largest metric drop allowed on held-out samples (0.01 = one point)"),
+    min_top10: float = typer.Option(0.9, help="embeddings only: least top-10 nearest-neighbour agreement with the "
+                                              "baseline on held-out samples"),
     objective: str = typer.Option("latency", help="latency (p50 at --batch-size), throughput or size"),
     batch_size: int = typer.Option(1, help="batch size the latency objective is measured at"),
     time_budget: Optional[float] = typer.Option(None, help="seconds after which the search stops with the best so far"),
@@ -190,7 +192,8 @@ def optimize(
 
     recipes = [Recipe.load(recipe)] if recipe is not None else None
     with progress_reporter(1) as report:
-        result = run_optimize(model, data=data, weights=weights, max_drop=max_drop, objective=objective,
+        result = run_optimize(model, data=data, weights=weights, max_drop=max_drop, min_top10=min_top10,
+                              objective=objective,
                               batch_size=batch_size, time_budget=time_budget, out=out, resume=resume,
                               recipes=recipes, progress=report)
     from infertune.report.terminal import optimize_table

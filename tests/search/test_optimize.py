@@ -112,6 +112,8 @@ def test_bad_inputs_are_input_errors(mlp_onnx, labelled_npz, tmp_path):
         infertune.optimize(str(mlp_onnx), data=str(labelled_npz), max_drop=2, out=tmp_path / "a")
     with pytest.raises(ConfigError, match="--objective must be one of"):
         infertune.optimize(str(mlp_onnx), data=str(labelled_npz), objective="speed", out=tmp_path / "b")
+    with pytest.raises(ConfigError, match="--min-top10 must be between 0 and 1"):
+        infertune.optimize(str(mlp_onnx), data=str(labelled_npz), min_top10=9, out=tmp_path / "c")
 
 
 def test_optimize_a_zoo_torch_model_reports_compute_against_the_peak(tmp_path):

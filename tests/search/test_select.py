@@ -35,3 +35,15 @@ def test_pareto_front_marks_the_undominated():
     rows = [dict(BASE), candidate("a", 0.95, 2, p50=1.0, size=100), candidate("b", 0.90, 2, p50=2.0, size=200)]
     mark_pareto(rows)
     assert [r["pareto"] for r in rows] == [False, True, False]
+
+
+def test_embeddings_inside_the_cosine_budget_are_rejected_when_neighbours_reorder():
+    base = {"id": "baseline", "metric": {"name": "cosine", "value": 1.0, "top10_agreement": 1.0},
+            "latency_ms": {"p50": 2.0}, "size_bytes": 100}
+    reordered = candidate("c1", 0.995, 1.5)
+    reordered["metric"] = {"name": "cosine", "value": 0.995, "top10_agreement": 0.84}
+    kept = candidate("c2", 0.995, 1.5)
+    kept["metric"] = {"name": "cosine", "value": 0.995, "top10_agreement": 0.93}
+    result = verdict(reordered, base, max_drop=0.01, objective="latency", min_top10=0.9)
+    assert result["status"] == "rejected" and "top-10 neighbour agreement 0.840 < 0.9" in result["reason"]
+    assert verdict(kept, base, max_drop=0.01, objective="latency", min_top10=0.9)["status"] == "ok"

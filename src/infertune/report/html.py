@@ -87,12 +87,18 @@ def _compute(compute: dict[str, Any] | None) -> str:
     return f'{compute["gflops"]:.1f} ({compute["fraction_of_peak"]:.1%} of {compute["peak_gflops"]:.0f})'
 
 
+def _top10(metric: dict[str, Any]) -> str:
+    return f" (top-10 {metric['top10_agreement']:.3f})" if "top10_agreement" in metric else ""
+
+
 def render(data: dict[str, Any]) -> str:
     rows = [data["baseline"], *data["candidates"]]
     best_id = data.get("best")
     body = [f"<h1>infertune optimize: {html.escape(str(data['model']))}</h1>",
             f"<p>Objective <b>{data['objective']}</b>; budget: {data['budget']['metric']} may drop at most "
-            f"{data['budget']['max_drop']} on held-out samples. Chosen: <b>{html.escape(str(best_id))}</b>"
+            f"{data['budget']['max_drop']} on held-out samples"
+            + (f", and top-10 neighbour agreement must stay at least {data['budget']['min_top10_agreement']}"
+               if "min_top10_agreement" in data["budget"] else "") + f". Chosen: <b>{html.escape(str(best_id))}</b>"
             + (f" ({html.escape(data['best_reason'])})" if data.get("best_reason") else "")
             + (f". Stopped: {html.escape(data['stopped'])}" if data.get("stopped") else "") + "</p>",
             "<h2>Latency against quality</h2>", _plot(rows, best_id, data["budget"]["max_drop"]),
@@ -109,7 +115,7 @@ def render(data: dict[str, Any]) -> str:
         cls = "chosen" if r["id"] == best_id else ""
         body.append(
             f'<tr class="{cls}"><td>{r["id"]}</td><td><code>{html.escape(_describe(r["recipe"]))}</code></td>'
-            f'<td class="{status}">{status}</td><td>{metric.get("value", float("nan")):.4f}</td>'
+            f'<td class="{status}">{status}</td><td>{metric.get("value", float("nan")):.4f}{_top10(metric)}</td>'
             f'<td>{metric.get("drop", float("nan")):.4f}</td><td>{lat.get("p50", float("nan")):.3f}</td>'
             f'<td>{lat.get("p99", float("nan")):.3f}</td><td>{(r.get("throughput") or {}).get("items_per_s", 0):.0f}</td>'
             + ('<td data-v="1">1.00x (baseline)</td>' if r["id"] == "baseline" else

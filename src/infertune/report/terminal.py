@@ -131,7 +131,8 @@ def optimize_table(result) -> None:
         except Exception:
             recipe = "?"
         mark = " *" if r["id"] == data["best"] else ""
-        table.add_row(r["id"] + mark, recipe, r.get("status", ""), f"{metric.get('value', float('nan')):.4f}",
+        table.add_row(r["id"] + mark, recipe, r.get("status", ""), f"{metric.get('value', float('nan')):.4f}"
+                      + (f" (top-10 {metric['top10_agreement']:.3f})" if "top10_agreement" in metric else ""),
                       f"{metric.get('drop', float('nan')):.4f}",
                       f"{(r.get('latency_ms') or {}).get('p50', float('nan')):.3f}",
                       f"{speed.get('value', 1.0):.2f}x" if speed else "-",

@@ -44,9 +44,12 @@ class Result:
         return path
 
 
-def _check(max_drop: float, objective: str, batch_size: int, time_budget: float | None) -> None:
+def _check(max_drop: float, min_top10: float, objective: str, batch_size: int, time_budget: float | None) -> None:
     if not 0 <= max_drop <= 1:
         raise ConfigError(f"--max-drop must be between 0 and 1 (0.01 = one point), got {max_drop}")
+    if not 0 <= min_top10 <= 1:
+        raise ConfigError(f"--min-top10 must be between 0 and 1 (0.9 = nine of ten nearest neighbours kept), "
+                          f"got {min_top10}")
     if objective not in OBJECTIVES:
         raise ConfigError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{objective}'")
     if batch_size < 1:
@@ -78,11 +81,12 @@ def _prepare(out: Path, resume: bool) -> list[dict[str, Any]]:
 
 
 def optimize(model: str, *, data: str | None = None, weights: str | None = None, max_drop: float = 0.01,
-             objective: str = "latency", batch_size: int = 1, time_budget: float | None = None,
+             min_top10: float = 0.9, objective: str = "latency", batch_size: int = 1, time_budget: float | None = None,
              out: str | Path | None = None, resume: bool = False, recipes: list[Recipe] | None = None,
              trial_timeout: float = 900.0, timing: dict | None = None,
              progress: Callable[[str, str], None] | None = None) -> Result:
-    """Find the fastest (or smallest) artifact within `max_drop` of the baseline on held-out data.
+    """Find the fastest (or smallest) artifact within `max_drop` of the baseline on held-out data (and, for
+    embeddings, keeping at least `min_top10` of each sample's ten nearest neighbours).
 
     Example: `infertune.optimize("minilm", max_drop=0.01, out="runs/demo").best["recipe"]`.
     """
@@ -91,7 +95,7 @@ def optimize(model: str, *, data: str | None = None, weights: str | None = None,
     from infertune.data import load_dataset
     from infertune.search.space import baseline_recipe, candidate_recipes, mixed_precision_fallback
 
-    _check(max_drop, objective, batch_size, time_budget)
+    _check(max_drop, min_top10, objective, batch_size, time_budget)
     source, split, data_name = load_for_job(BenchJob(model=model, backend="torch", weights=weights, data=data))
     if split is None:
         raise ConfigError(f"optimize needs data to measure accuracy: pass --data (an .npz with the inputs of "
@@ -128,7 +132,7 @@ def optimize(model: str, *, data: str | None = None, weights: str | None = None,
                                       f"{record['error']}")
                 record = {**record, "status": "ok", "reason": None, "metric": {**record["metric"], "drop": 0.0}}
             else:
-                record = verdict(record, finished[0], max_drop=max_drop, objective=objective)
+                record = verdict(record, finished[0], max_drop=max_drop, objective=objective, min_top10=min_top10)
                 fallback = mixed_precision_fallback(recipe, max_drop) if record["status"] == "rejected" \
                     and record["reason"].startswith("over budget") else None
                 if fallback is not None:
@@ -140,7 +144,8 @@ def optimize(model: str, *, data: str | None = None, weights: str | None = None,
         raise
     finally:
         if finished:
-            result = _finish(out, finished, model=model, weights=weights, max_drop=max_drop, objective=objective,
+            result = _finish(out, finished, model=model, weights=weights, max_drop=max_drop, min_top10=min_top10,
+                             objective=objective,
                              stopped=stopped, hardware=fingerprint(), versions=versions())
     return result
 
@@ -162,7 +167,7 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         handle.flush()
 
 
-def _finish(out: Path, finished: list[dict[str, Any]], *, model, weights, max_drop, objective, stopped,
+def _finish(out: Path, finished: list[dict[str, Any]], *, model, weights, max_drop, min_top10, objective, stopped,
             hardware, versions) -> Result:
     from infertune.search.artifact import save_artifact
 
@@ -175,7 +180,9 @@ def _finish(out: Path, finished: list[dict[str, Any]], *, model, weights, max_dr
     reason = None if chosen else "no candidate was within the budget and faster than the baseline"
     data = {"model": model, "baseline": baseline, "candidates": candidates,
             "best": chosen["id"] if chosen else None, "best_reason": reason, "stopped": stopped,
-            "budget": {"metric": baseline["metric"]["name"], "max_drop": max_drop}, "objective": objective,
+            "budget": {"metric": baseline["metric"]["name"], "max_drop": max_drop,
+                       **({"min_top10_agreement": min_top10} if "top10_agreement" in baseline["metric"] else {})},
+            "objective": objective,
             "hardware": hardware, "versions": versions}
     final = chosen or baseline
     Recipe.from_dict(final["recipe"]).save(out / "recipe.yaml")

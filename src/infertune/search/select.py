@@ -6,8 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 
-def verdict(candidate: dict[str, Any], baseline: dict[str, Any], *, max_drop: float, objective: str) -> dict:
-    """Fill status, reason and metric drop. The drop is measured on held-out samples only."""
+def verdict(candidate: dict[str, Any], baseline: dict[str, Any], *, max_drop: float, objective: str,
+            min_top10: float | None = None) -> dict:
+    """Fill status, reason and metric drop. The drop is measured on held-out samples only. For embeddings,
+    `min_top10` also bounds the top-10 neighbour agreement with the baseline: a mean cosine inside the budget
+    can still reorder who is nearest to whom, which is what a search index sees."""
     if "error" in candidate:
         return {**candidate, "status": "failed", "reason": candidate["error"]}
     drop = baseline["metric"]["value"] - candidate["metric"]["value"]
@@ -16,6 +19,10 @@ def verdict(candidate: dict[str, Any], baseline: dict[str, Any], *, max_drop: fl
     if drop > max_drop:
         return {**candidate, "status": "rejected",
                 "reason": f"over budget: {name} drop {drop:.4f} > {max_drop} on held-out samples"}
+    top10 = candidate["metric"].get("top10_agreement")
+    if min_top10 is not None and top10 is not None and top10 < min_top10:
+        return {**candidate, "status": "rejected",
+                "reason": f"over budget: top-10 neighbour agreement {top10:.3f} < {min_top10} on held-out samples"}
     if objective == "size":
         if candidate["size_bytes"] >= baseline["size_bytes"]:
             return {**candidate, "status": "rejected", "reason": f"not smaller: {candidate['size_bytes']} bytes "

@@ -33,17 +33,20 @@ class TrialJob:
     rounds: int = 8
 
 
-def metric(task: str, outputs: np.ndarray, labels, reference: np.ndarray | None) -> tuple[str, float]:
-    """Top-1 accuracy with labels; else fidelity to the baseline: top-1 agreement or mean cosine."""
-    from infertune.data.metrics import cosine_similarity_stats, top1_accuracy, top1_agreement
+def metric(task: str, outputs: np.ndarray, labels, reference: np.ndarray | None) -> dict[str, Any]:
+    """Top-1 accuracy with labels; else fidelity to the baseline: top-1 agreement or mean cosine. Embeddings
+    also carry their top-10 neighbour agreement with the baseline, which the budget guards as well."""
+    from infertune.data.metrics import NEIGHBOURS, cosine_similarity_stats, neighbour_agreement, top1_accuracy, \
+        top1_agreement
 
     if task == "classification" and labels is not None:
-        return "top1", top1_accuracy(outputs, labels[:len(outputs)])
-    if reference is None:
-        return ("top1_agreement" if task == "classification" else "cosine"), 1.0
+        return {"name": "top1", "value": top1_accuracy(outputs, labels[:len(outputs)])}
     if task == "classification":
-        return "top1_agreement", top1_agreement(reference, outputs)
-    return "cosine", cosine_similarity_stats(reference, outputs)[0]
+        return {"name": "top1_agreement", "value": 1.0 if reference is None else top1_agreement(reference, outputs)}
+    found = {"name": "cosine", "value": 1.0 if reference is None else cosine_similarity_stats(reference, outputs)[0]}
+    if len(outputs) > NEIGHBOURS:
+        found["top10_agreement"] = 1.0 if reference is None else neighbour_agreement(reference, outputs)
+    return found
 
 
 def run_trial(job: TrialJob, say=print) -> dict[str, Any]:
@@ -73,8 +76,8 @@ def run_trial(job: TrialJob, say=print) -> dict[str, Any]:
     if not is_baseline and Path(job.baseline_outputs).is_file():
         with np.load(job.baseline_outputs) as saved:
             reference = saved["output"]
-    name, value = metric(model.task, first, heldout.labels if heldout is not None else None, reference) \
-        if first is not None else ("none", float("nan"))
+    measured = metric(model.task, first, heldout.labels if heldout is not None else None, reference) \
+        if first is not None else {"name": "none", "value": float("nan")}
     sizes = tuple(sorted({job.batch_size, job.throughput_batch}))
     workload = build_workload(artifact, heldout, sizes, data_name=data_name)
     t = job.timing
@@ -85,7 +88,7 @@ def run_trial(job: TrialJob, say=print) -> dict[str, Any]:
     peak = memory.peak_rss_bytes()
     result: dict[str, Any] = {
         "id": job.id, "recipe": job.recipe, "backend": recipe.backend, "precision": session.precision,
-        "metric": {"name": name, "value": value},
+        "metric": measured,
         "latency_ms": _latency(stats[job.batch_size]),
         "throughput": {"batch": job.throughput_batch, "items_per_s": stats[job.throughput_batch].items_per_s},
         "size_bytes": session.artifact_bytes, "peak_rss_bytes": peak,
