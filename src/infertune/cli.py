@@ -238,6 +238,66 @@ def predict(
     typer.echo(f"wrote {count} predictions to {out}")
 
 
+@app.command()
+def serve(
+    model: str = typer.Argument(..., help="run directory, zoo name, .onnx file, or factory package.module:function"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (loopback unless told otherwise)"),
+    port: int = typer.Option(8000, help="port to listen on (0: any free port, printed at start)"),
+    name: Optional[str] = typer.Option(None, help="model name in the URL (default: the model's own name)"),
+    backend: Optional[str] = typer.Option(None, help="runtime (default: the run directory's, else torch for torch "
+                                                     "models and onnxruntime for ONNX)"),
+    weights: Optional[str] = typer.Option(None, help="weights for a factory model"),
+    data: Optional[str] = typer.Option(None, help="data set or .npz: a factory's input shapes, and warm-up samples"),
+    max_batch_size: int = typer.Option(32, help="most samples joined into one engine call"),
+    max_delay_ms: float = typer.Option(5.0, help="longest wait for a batch to fill, after its oldest request"),
+    max_queue: int = typer.Option(256, help="requests that may wait; past it the server answers 429"),
+    cache_size: int = typer.Option(1024, help="responses kept in the LRU cache (0: off)"),
+    cache_ttl_s: Optional[float] = typer.Option(None, help="seconds a cached response stays valid (default: forever)"),
+    timeout_ms: float = typer.Option(30000.0, help="deadline of a request that sets none (parameters.timeout_ms or "
+                                                   "X-Timeout-Ms); past it: 504"),
+    max_body_bytes: int = typer.Option(8 * 1024 * 1024, help="largest request body; past it: 413"),
+    instances: int = typer.Option(1, help="engine copies, each running one batch at a time (cores are split)"),
+    token_file: Optional[Path] = typer.Option(None, help="file holding a token; requests then need "
+                                                         "'Authorization: Bearer TOKEN' (401 otherwise)"),
+) -> None:
+    """Serve a model over HTTP (KServe v2) with dynamic batching, a response cache and overload control."""
+    from infertune.serve.app import ServeConfig
+    from infertune.serve.server import serve as run_serve
+
+    config = ServeConfig(max_batch_size=max_batch_size, max_delay_ms=max_delay_ms, max_queue=max_queue,
+                         cache_size=cache_size, cache_ttl_s=cache_ttl_s, timeout_ms=timeout_ms,
+                         max_body_bytes=max_body_bytes, instances=instances)
+    run_serve(model, host=host, port=port, name=name, backend=backend, weights=weights, data=data, config=config,
+              token_file=token_file)
+
+
+@app.command()
+def loadtest(
+    url: str = typer.Argument(..., help="the server, for example http://127.0.0.1:8000"),
+    model: str = typer.Option(..., help="model name as the server serves it"),
+    concurrency: int = typer.Option(16, help="closed loop: clients, each sending when its last answer came"),
+    requests: int = typer.Option(2000, help="requests to send in all"),
+    rate: Optional[float] = typer.Option(None, help="open loop: requests a second on a fixed schedule"),
+    data: Optional[str] = typer.Option(None, help="data set or .npz to draw inputs from (default: the model's)"),
+    token_file: Optional[Path] = typer.Option(None, help="file holding the server's bearer token"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this JSON file"),
+) -> None:
+    """Load a running server with real inputs; print latency percentiles, throughput and errors by status."""
+    from infertune.report.terminal import loadtest_table, progress_bar
+    from infertune.serve.loadtest import loadtest as run_loadtest
+    from infertune.serve.server import read_token
+
+    token = read_token(token_file) if token_file is not None else None
+    with progress_bar("loadtest") as advance:
+        result = run_loadtest(url, model=model, concurrency=concurrency, requests=requests, rate=rate, data=data,
+                              token=token, progress=advance)
+    loadtest_table(result)
+    if json_out is not None:
+        from infertune.io import write_json_atomic
+
+        write_json_atomic(json_out, result.to_dict())
+
+
 def main() -> None:
     import click
 

@@ -1,0 +1,318 @@
+"""The HTTP app: KServe v2 (Open Inference Protocol) REST endpoints over one model, its batcher, its response
+cache and its metrics. Errors are JSON `{"error": "..."}` with the status PRODUCT.md names, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from infertune.serve import codec
+from infertune.serve.batcher import Batcher, DeadlineExceeded, EngineFailed, QueueFull
+from infertune.serve.cache import ResponseCache
+from infertune.serve.codec import RequestError, ServedModel
+from infertune.serve.metrics import ServerMetrics
+
+log = logging.getLogger("infertune.serve")
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the server batches, queues, caches and guards. Every field is a `infertune serve` option."""
+
+    max_batch_size: int = 32
+    max_delay_ms: float = 5.0
+    max_queue: int = 256
+    cache_size: int = 1024
+    cache_ttl_s: float | None = None
+    timeout_ms: float = 30_000.0  # the deadline of a request that sets none
+    max_body_bytes: int = 8 * 1024 * 1024
+    instances: int = 1
+    drain_timeout_s: float = 30.0
+
+
+class ServerState:
+    def __init__(self):
+        self.ready = False
+        self.draining = False
+        self.inflight = 0
+        self.warmup_error: str | None = None
+        self.exit = None  # set by the runner: tells uvicorn to stop once drained
+
+
+INFER_BODY = {
+    "type": "object", "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object", "properties": {"timeout_ms": {"type": "number", "exclusiveMinimum": 0}}},
+        "inputs": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["name", "shape", "datatype", "data"],
+            "properties": {"name": {"type": "string"},
+                           "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                           "datatype": {"type": "string", "enum": ["BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64",
+                                                                   "FP16", "FP32", "FP64", "BYTES"]},
+                           "data": {"type": "array"}}}},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
+                                               "properties": {"name": {"type": "string"}}}},
+    },
+}
+ERROR = {"content": {JSON: {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
+
+
+def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
+               warmup: list[dict[str, np.ndarray]], token: str | None = None, say=print) -> FastAPI:
+    """An ASGI app serving `served` on `engines` (one batch at a time each). `warmup`: representative batches
+    run on every engine before `ready` turns true."""
+    state = ServerState()
+    metrics = ServerMetrics(served.name, config.max_batch_size, lambda: batcher.queue_depth)
+    batcher = Batcher(engines, max_batch_size=config.max_batch_size, max_delay_ms=config.max_delay_ms,
+                      max_queue=config.max_queue, on_batch=metrics.batch,
+                      pad_axes={s.name: 1 for s in served.signature.inputs} if served.is_text else None)
+    cache = ResponseCache(config.cache_size, config.cache_ttl_s)
+
+    async def warm_up():
+        try:
+            await batcher.warm_up(warmup, say=say)
+            state.ready = True
+            say("ready")
+        except Exception as e:  # the server stays up and says why it is not ready
+            state.warmup_error = f"warm-up failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            say(state.warmup_error)
+
+    async def drain_watch():
+        while True:
+            await asyncio.sleep(0.01)
+            if state.draining:
+                deadline = asyncio.get_running_loop().time() + config.drain_timeout_s
+                while (state.inflight or batcher.busy) and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.01)
+                if state.exit is not None:
+                    state.exit()
+                return
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        tasks = [asyncio.create_task(warm_up()), asyncio.create_task(drain_watch())]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await batcher.stop()
+
+    app = FastAPI(title="infertune serve", version="1", lifespan=lifespan,
+                  description="KServe v2 (Open Inference Protocol) inference over HTTP, with dynamic batching.")
+    app.state.infertune = state
+    app.state.batcher = batcher
+
+    def answer(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
+        metrics.requests.labels(served.name, str(status)).inc()
+        return Response(body, status_code=status, media_type=JSON, headers=headers)
+
+    def not_ready() -> str | None:
+        if state.draining:
+            return "the server is draining (shutting down): retry on another replica"
+        if not state.ready:
+            return state.warmup_error or "the model is warming up: retry when /v2/health/ready answers 200"
+        return None
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException):
+        message = {404: f"no route {request.method} {request.url.path}: see /docs for the endpoints",
+                   405: f"method {request.method} is not allowed on {request.url.path}"}.get(e.status_code,
+                                                                                            str(e.detail))
+        return Response(codec.error_body(message), status_code=e.status_code, media_type=JSON,
+                        headers=getattr(e, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, e: RequestValidationError):
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return Response(codec.error_body(f"bad request at {where}: {first.get('msg', 'invalid')}"), status_code=400,
+                        media_type=JSON)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, e: Exception):
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return Response(codec.error_body(f"internal error ({type(e).__name__}); the server log has the details"),
+                        status_code=500, media_type=JSON)
+
+    @app.get("/v2", summary="Server metadata")
+    async def server_metadata():
+        from infertune import __version__
+
+        return {"name": "infertune", "version": __version__, "extensions": []}
+
+    @app.get("/v2/health/live", summary="Liveness")
+    async def live():
+        return {"live": True}
+
+    @app.get("/v2/health/ready", summary="Readiness: true after warm-up, false while draining",
+             responses={503: ERROR})
+    async def ready():
+        reason = not_ready()
+        if reason:
+            return Response(codec.error_body(reason), status_code=503, media_type=JSON)
+        return {"ready": True}
+
+    @app.get("/v2/models/{name}", summary="Model metadata", responses={404: ERROR})
+    async def model_metadata(name: str):
+        if name != served.name:
+            return Response(codec.error_body(_unknown(name, served)), status_code=404, media_type=JSON)
+        return served.metadata()
+
+    @app.get("/v2/models/{name}/ready", summary="Model readiness", responses={404: ERROR, 503: ERROR})
+    async def model_ready(name: str):
+        if name != served.name:
+            return Response(codec.error_body(_unknown(name, served)), status_code=404, media_type=JSON)
+        reason = not_ready()
+        if reason:
+            return Response(codec.error_body(reason), status_code=503, media_type=JSON)
+        return {"name": served.name, "ready": True}
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus():
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def infer(name: str, headers: dict[bytes, bytes], receive) -> tuple[int, bytes, dict[str, str] | None]:
+        """(status, body, headers) for one infer request; `receive` is the ASGI receive of its body."""
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        state.inflight += 1
+        try:
+            if name != served.name:
+                return 404, codec.error_body(_unknown(name, served)), None
+            reason = not_ready()
+            if reason:
+                return 503, codec.error_body(reason), {"Retry-After": "1"}
+            try:
+                body = await _read_body(headers, receive, config.max_body_bytes)
+                decoded = codec.decode(body, served)
+                timeout_ms = decoded.timeout_ms or _header_timeout(headers) or config.timeout_ms
+            except RequestError as e:
+                return e.status, codec.error_body(e.message), e.headers
+            outputs = cache.get(decoded.key)
+            if outputs is not None:
+                metrics.cache_hits.labels(served.name).inc()
+            else:
+                if config.cache_size:
+                    metrics.cache_misses.labels(served.name).inc()
+                inputs = served.encode_texts(decoded.texts) if served.is_text else decoded.inputs
+                deadline = arrived + timeout_ms / 1000
+                try:
+                    future = batcher.submit(inputs, decoded.rows, deadline)
+                except QueueFull as e:
+                    return 429, codec.error_body(f"{e}: retry later"), {"Retry-After": "1"}
+                timer = loop.call_at(deadline, _expire, future)  # cheaper than wait_for's task per request
+                try:
+                    outputs = await future
+                except DeadlineExceeded:
+                    return 504, codec.error_body(f"deadline of {timeout_ms:g} ms passed before the answer was "
+                                                 f"ready: raise parameters.timeout_ms or the X-Timeout-Ms header"), None
+                except EngineFailed as e:
+                    return 500, codec.error_body(str(e)), None
+                finally:
+                    timer.cancel()
+                cache.put(decoded.key, outputs)
+            metrics.request_seconds.labels(served.name).observe(loop.time() - arrived)
+            return 200, codec.encode(served, decoded, outputs), None
+        finally:
+            state.inflight -= 1
+
+    async def answer_infer(name: str, headers: dict[bytes, bytes], receive, send) -> None:
+        status, body, extra = await infer(name, headers, receive)
+        metrics.requests.labels(served.name, str(status)).inc()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                *((k.lower().encode(), v.encode()) for k, v in (extra or {}).items())]})
+        await send({"type": "http.response.body", "body": body})
+
+    @app.post("/v2/models/{name}/infer", summary="Inference (KServe v2)",
+              openapi_extra={"requestBody": {"required": True, "content": {JSON: {"schema": INFER_BODY}}}},
+              responses={400: ERROR, 404: ERROR, 413: ERROR, 429: ERROR, 500: ERROR, 503: ERROR, 504: ERROR})
+    async def infer_route(name: str, request: Request):
+        # documents the route; requests normally take the fast path below, which skips routing and dependencies
+        status, body, extra = await infer(name, dict(request.scope["headers"]), request.receive)
+        return answer(status, body, extra)
+
+    asgi = InferFastPath(app, answer_infer)
+    if token:
+        from infertune.serve.auth import BearerToken
+
+        asgi = BearerToken(asgi, token=token)
+    app.state.asgi = asgi  # what uvicorn runs: the token check, then the infer fast path, then the app
+    return app
+
+
+class InferFastPath:
+    """Pure ASGI: `POST /v2/models/{name}/infer` goes straight to the handler (FastAPI's routing and dependency
+    solving cost about as much as a small model's engine call); everything else goes to the app."""
+
+    PREFIX, SUFFIX = "/v2/models/", "/infer"
+
+    def __init__(self, app, handler):
+        self.app = app
+        self.handler = handler
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path.startswith(self.PREFIX) and path.endswith(self.SUFFIX):
+                name = path[len(self.PREFIX):-len(self.SUFFIX)]
+                if name and "/" not in name:
+                    return await self.handler(name, dict(scope["headers"]), receive, send)
+        return await self.app(scope, receive, send)
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded("the deadline passed"))
+
+
+def _unknown(name: str, served: ServedModel) -> str:
+    return f"unknown model '{name}': this server serves '{served.name}'"
+
+
+def _header_timeout(headers: dict[bytes, bytes]) -> float | None:
+    value = headers.get(b"x-timeout-ms")
+    if value is None:
+        return None
+    try:
+        ms = float(value)
+    except ValueError:
+        ms = float("nan")
+    if not math.isfinite(ms) or ms <= 0:
+        raise RequestError(400, f"X-Timeout-Ms must be a positive number of milliseconds, got {value.decode(errors='replace')!r}")
+    return ms
+
+
+async def _read_body(headers: dict[bytes, bytes], receive, limit: int) -> bytes:
+    length = headers.get(b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise RequestError(413, f"request body of {int(length)} bytes is over the limit of {limit} bytes: send "
+                                f"fewer samples per request, or start the server with a larger --max-body-bytes")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RequestError(400, "the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"request body is over the limit of {limit} bytes: send fewer samples per "
+                                    f"request, or start the server with a larger --max-body-bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -1,0 +1,284 @@
+"""Dynamic batching: requests from many clients joined into one engine call.
+
+Every path resolves every waiting future (results, a missed deadline, an engine failure, shutdown), and an
+engine whose output rows differ from the batch's is an error, as in Ray Serve's batching. When a batch fails,
+its items run again one by one, so one item the model cannot handle fails alone.
+
+Waiting for a batch to fill costs latency, so the batcher waits (at most `max_delay_ms` after the oldest item
+arrived) only while more requests are likely on their way: while fewer rows wait than were recently in flight
+at once. A lone client is served at once; many clients get full batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+PEAK_WINDOW_S = 1.0  # how long a burst of concurrent requests is remembered when deciding to wait
+INLINE_BELOW_S = 0.0003  # engine calls faster than this on average run on the event loop, not in a thread
+
+
+class QueueFull(Exception):
+    pass
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+class EngineFailed(Exception):
+    pass
+
+
+@dataclass(eq=False)
+class Pending:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    future: asyncio.Future
+    enqueued: float
+    deadline: float | None = None
+    group: tuple = ()   # items join one batch only within a group (their unpadded shapes agree)
+    length: int = 0     # the padded axis' length, for length-aware batches
+
+
+class Batcher:
+    """Joins submitted items into batches of at most `max_batch_size` rows and runs them on `engines`, one
+    batch per engine at a time, in threads (the runtimes release the GIL).
+
+    `pad_axes`: input name -> axis padded with zeros to the batch's longest item (sequence inputs whose
+    padding is masked, as in a tokenized text model); other inputs batch only with items of the same shape.
+    """
+
+    def __init__(self, engines: list[Any], *, max_batch_size: int, max_delay_ms: float, max_queue: int,
+                 pad_axes: dict[str, int] | None = None, on_batch: Callable[[int, float], None] | None = None):
+        self.engines = engines
+        self.max_batch_size = max_batch_size
+        self.max_delay = max_delay_ms / 1000
+        self.max_queue = max_queue
+        self.pad_axes = pad_axes or {}
+        self.on_batch = on_batch  # (rows, compute seconds) after each engine call
+        self._queue: deque[Pending] = deque()
+        self._idle: asyncio.Queue | None = None
+        self._wake: asyncio.Event | None = None
+        self._executor = ThreadPoolExecutor(max_workers=len(engines), thread_name_prefix="infertune-engine")
+        self._task: asyncio.Task | None = None
+        self._running_rows = 0
+        self._inflight = 0
+        self._peak = (0, 0.0)  # (most rows in flight at once, when)
+        self._batches: set[asyncio.Task] = set()
+        self._compute_s = INLINE_BELOW_S  # moving average of an engine call; thread hops until it is known
+
+    # -- the HTTP side ---------------------------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._queue) or self._running_rows > 0
+
+    def submit(self, inputs: dict[str, np.ndarray], rows: int, deadline: float | None) -> asyncio.Future:
+        """Queue one request's rows; the future gets its outputs (a dict of arrays) or an exception."""
+        if len(self._queue) >= self.max_queue:
+            raise QueueFull(f"the queue holds {len(self._queue)} requests (--max-queue {self.max_queue})")
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        length = max((a.shape[axis] for name, axis in self.pad_axes.items() if (a := inputs.get(name)) is not None),
+                     default=0)
+        group = tuple((n, a.shape[1:]) for n, a in inputs.items() if n not in self.pad_axes)
+        item = Pending(inputs=inputs, rows=rows, future=loop.create_future(), enqueued=now, deadline=deadline,
+                       group=group, length=length)
+        self._queue.append(item)
+        self._inflight += rows
+        item.future.add_done_callback(lambda _: self._leave(rows))
+        in_flight = self._inflight
+        if in_flight >= self._peak[0] or now - self._peak[1] > PEAK_WINDOW_S:
+            self._peak = (in_flight, now)
+        self._wake.set()
+        return item.future
+
+    def _leave(self, rows: int) -> None:
+        self._inflight -= rows
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._idle = asyncio.Queue()
+        for engine in self.engines:
+            self._idle.put_nowait(engine)
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for task in list(self._batches):
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(EngineFailed("the server is shutting down"))
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def warm_up(self, batches: list[dict[str, np.ndarray]], say: Callable[[str], None] | None = None) -> None:
+        """Run each engine on each representative batch (every batch size it will see), so the first requests
+        do not pay for lazy initialisation and compilation."""
+        loop = asyncio.get_running_loop()
+        for i, engine in enumerate(self.engines):
+            for batch in batches:
+                await loop.run_in_executor(self._executor, engine.run, batch)
+            if say:
+                say(f"warmed up instance {i + 1}/{len(self.engines)} at batch sizes "
+                    f"{sorted({next(iter(b.values())).shape[0] for b in batches})}")
+
+    # -- forming batches --------------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            engine = await self._idle.get()
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            until = self._queue[0].enqueued + self.max_delay
+            while self._should_wait(loop.time()):
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), until - loop.time())
+                except (asyncio.TimeoutError, ValueError):
+                    break
+                if loop.time() >= until:
+                    break
+            batch = self._take(loop.time())
+            if not batch:
+                self._idle.put_nowait(engine)
+                continue
+            if self._compute_s < INLINE_BELOW_S:  # a thread hop would cost more than the engine call
+                self._running_rows += sum(p.rows for p in batch)
+                self._finish(engine, batch, self._compute(engine, batch))
+                continue
+            task = loop.create_task(self._run(engine, batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    def _should_wait(self, now: float) -> bool:
+        if not self._queue or now >= self._queue[0].enqueued + self.max_delay:
+            return False
+        waiting = sum(p.rows for p in self._queue)
+        peak, when = self._peak
+        expected = (peak if now - when <= PEAK_WINDOW_S else self._inflight) - self._running_rows
+        return waiting < min(self.max_batch_size, expected)
+
+    def _take(self, now: float) -> list[Pending]:
+        """The oldest live item, then items of its group (closest in length first when not all fit), up to
+        max_batch_size rows. Items past their deadline are answered here, before any compute."""
+        live = []
+        for item in self._queue:
+            if item.future.done():  # the client gave up (its own timeout) while it waited
+                continue
+            if item.deadline is not None and now >= item.deadline:
+                item.future.set_exception(DeadlineExceeded("the deadline passed while the request was queued"))
+                continue
+            live.append(item)
+        if not live:
+            self._queue.clear()
+            return []
+        first = live[0]
+        mates = [p for p in live[1:] if p.group == first.group]
+        if self.pad_axes and first.rows + sum(p.rows for p in mates) > self.max_batch_size:
+            mates.sort(key=lambda p: abs(p.length - first.length))  # stable: oldest first among equals
+        batch, rows = [first], first.rows
+        for item in mates:
+            if rows + item.rows <= self.max_batch_size:
+                batch.append(item)
+                rows += item.rows
+        taken = {id(p) for p in batch}
+        self._queue = deque(p for p in live if id(p) not in taken)
+        return batch
+
+    # -- running them ----------------------------------------------------------------------------------------
+
+    async def _run(self, engine, batch: list[Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        self._running_rows += sum(p.rows for p in batch)
+        results: list[tuple[Any, BaseException | None]] = [(None, EngineFailed("the batch did not run"))] * len(batch)
+        try:
+            results = await loop.run_in_executor(self._executor, self._compute, engine, batch)
+        except BaseException as e:  # the executor is shut down, or this task is cancelled at exit
+            results = [(None, EngineFailed(f"the batch did not run: {type(e).__name__}"))] * len(batch)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+        finally:
+            self._finish(engine, batch, results)
+
+    def _finish(self, engine, batch: list[Pending], results: list[tuple[Any, BaseException | None]]) -> None:
+        self._running_rows -= sum(p.rows for p in batch)
+        self._idle.put_nowait(engine)
+        for item, (outputs, error) in zip(batch, results):
+            if item.future.done():
+                continue
+            if error is not None:
+                item.future.set_exception(error)
+            else:
+                item.future.set_result(outputs)
+
+    def _compute(self, engine, batch: list[Pending]) -> list[tuple[Any, BaseException | None]]:
+        started = time.perf_counter()
+        try:
+            outputs = engine.run(self._join(batch))
+            rows = sum(p.rows for p in batch)
+            for name, array in outputs.items():
+                if array.shape[0] != rows:
+                    raise EngineFailed(f"the engine returned {array.shape[0]} rows of '{name}' for a batch of "
+                                       f"{rows}: the model must keep the batch dimension")
+        except Exception as e:
+            if len(batch) > 1 and not isinstance(e, EngineFailed):
+                return [self._compute(engine, [item])[0] for item in batch]  # isolate the item that fails
+            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            error = e if isinstance(e, EngineFailed) else EngineFailed(
+                f"the model failed on this request: {type(e).__name__}: {message}"[:500])
+            return [(None, error)] * len(batch)
+        seconds = time.perf_counter() - started
+        self._compute_s = 0.8 * self._compute_s + 0.2 * seconds
+        if self.on_batch:
+            self.on_batch(sum(p.rows for p in batch), seconds)
+        results, start = [], 0
+        for item in batch:
+            results.append(({n: a[start:start + item.rows] for n, a in outputs.items()}, None))
+            start += item.rows
+        return results
+
+    def _join(self, batch: list[Pending]) -> dict[str, np.ndarray]:
+        if len(batch) == 1:
+            return batch[0].inputs
+        joined = {}
+        for name in batch[0].inputs:
+            arrays = [p.inputs[name] for p in batch]
+            axis = self.pad_axes.get(name)
+            if axis is not None:
+                longest = max(a.shape[axis] for a in arrays)
+                arrays = [_pad(a, axis, longest) for a in arrays]
+            joined[name] = np.concatenate(arrays, axis=0)
+        return joined
+
+
+def _pad(array: np.ndarray, axis: int, length: int) -> np.ndarray:
+    if array.shape[axis] == length:
+        return array
+    widths = [(0, 0)] * array.ndim
+    widths[axis] = (0, length - array.shape[axis])
+    return np.pad(array, widths)

@@ -1,0 +1,38 @@
+"""Prometheus metrics of one server, in their own registry: requests by status, queue depth, batch sizes,
+queue and compute latency, cache hits and misses."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ServerMetrics:
+    def __init__(self, model: str, max_batch_size: int, queue_depth):
+        self.registry = CollectorRegistry()
+        self.model = model
+        labels = dict(registry=self.registry)
+        self.requests = Counter("infertune_requests", "Infer requests answered, by HTTP status", ["model", "status"],
+                                **labels)
+        self.queue_depth = Gauge("infertune_queue_depth", "Requests waiting for a batch", **labels)
+        self.queue_depth.set_function(queue_depth)
+        sizes = sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, max_batch_size})
+        self.batch_size = Histogram("infertune_batch_size", "Rows per engine call", ["model"],
+                                    buckets=[s for s in sizes if s <= max_batch_size], **labels)
+        self.queue_seconds = Histogram("infertune_queue_seconds", "Time from arrival to the engine call", ["model"],
+                                       buckets=LATENCY_BUCKETS, **labels)
+        self.compute_seconds = Histogram("infertune_compute_seconds", "Engine time per batch", ["model"],
+                                         buckets=LATENCY_BUCKETS, **labels)
+        self.request_seconds = Histogram("infertune_request_seconds", "Time from arrival to the answer",
+                                         ["model"], buckets=LATENCY_BUCKETS, **labels)
+        self.cache_hits = Counter("infertune_cache_hits", "Responses served from the cache", ["model"], **labels)
+        self.cache_misses = Counter("infertune_cache_misses", "Requests the cache did not hold", ["model"],
+                                    **labels)
+
+    def batch(self, rows: int, seconds: float) -> None:
+        self.batch_size.labels(self.model).observe(rows)
+        self.compute_seconds.labels(self.model).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
