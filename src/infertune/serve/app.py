@@ -78,6 +78,7 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
     metrics = ServerMetrics(served.name, config.max_batch_size, lambda: batcher.queue_depth)
     batcher = Batcher(engines, max_batch_size=config.max_batch_size, max_delay_ms=config.max_delay_ms,
                       max_queue=config.max_queue, on_batch=metrics.batch,
+                      on_queued=metrics.queue_seconds.labels(served.name).observe,
                       pad_axes={s.name: 1 for s in served.signature.inputs} if served.is_text else None)
     cache = ResponseCache(config.cache_size, config.cache_ttl_s)
 

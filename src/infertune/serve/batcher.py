@@ -56,13 +56,15 @@ class Batcher:
     """
 
     def __init__(self, engines: list[Any], *, max_batch_size: int, max_delay_ms: float, max_queue: int,
-                 pad_axes: dict[str, int] | None = None, on_batch: Callable[[int, float], None] | None = None):
+                 pad_axes: dict[str, int] | None = None, on_batch: Callable[[int, float], None] | None = None,
+                 on_queued: Callable[[float], None] | None = None):
         self.engines = engines
         self.max_batch_size = max_batch_size
         self.max_delay = max_delay_ms / 1000
         self.max_queue = max_queue
         self.pad_axes = pad_axes or {}
         self.on_batch = on_batch  # (rows, compute seconds) after each engine call
+        self.on_queued = on_queued  # (seconds an item waited) as its batch starts
         self._queue: deque[Pending] = deque()
         self._idle: asyncio.Queue | None = None
         self._wake: asyncio.Event | None = None
@@ -140,7 +142,8 @@ class Batcher:
         loop = asyncio.get_running_loop()
         for i, engine in enumerate(self.engines):
             for batch in batches:
-                await loop.run_in_executor(self._executor, engine.run, batch)
+                outputs = await loop.run_in_executor(self._executor, engine.run, batch)
+                _check_rows(outputs, next(iter(batch.values())).shape[0])
             if say:
                 say(f"warmed up instance {i + 1}/{len(self.engines)} at batch sizes "
                     f"{sorted({next(iter(b.values())).shape[0] for b in batches})}")
@@ -167,6 +170,10 @@ class Batcher:
             if not batch:
                 self._idle.put_nowait(engine)
                 continue
+            if self.on_queued:
+                now = loop.time()
+                for item in batch:
+                    self.on_queued(now - item.enqueued)
             if self._compute_s < INLINE_BELOW_S:  # a thread hop would cost more than the engine call
                 self._running_rows += sum(p.rows for p in batch)
                 self._finish(engine, batch, self._compute(engine, batch))
@@ -240,11 +247,7 @@ class Batcher:
         started = time.perf_counter()
         try:
             outputs = engine.run(self._join(batch))
-            rows = sum(p.rows for p in batch)
-            for name, array in outputs.items():
-                if array.shape[0] != rows:
-                    raise EngineFailed(f"the engine returned {array.shape[0]} rows of '{name}' for a batch of "
-                                       f"{rows}: the model must keep the batch dimension")
+            _check_rows(outputs, sum(p.rows for p in batch))
         except Exception as e:
             if len(batch) > 1 and not isinstance(e, EngineFailed):
                 return [self._compute(engine, [item])[0] for item in batch]  # isolate the item that fails
@@ -274,6 +277,13 @@ class Batcher:
                 arrays = [_pad(a, axis, longest) for a in arrays]
             joined[name] = np.concatenate(arrays, axis=0)
         return joined
+
+
+def _check_rows(outputs: dict[str, np.ndarray], rows: int) -> None:
+    for name, array in outputs.items():
+        if array.shape[0] != rows:
+            raise EngineFailed(f"the engine returned {array.shape[0]} rows of '{name}' for a batch of {rows}: the "
+                               f"model must keep the batch dimension")
 
 
 def _pad(array: np.ndarray, axis: int, length: int) -> np.ndarray:

@@ -106,3 +106,37 @@ def bert_data(n: int = 48, seed: int = 0) -> dict[str, np.ndarray]:
         ids[i, :length] = rng.integers(1, 100, size=length)
         mask[i, :length] = 1
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def _mlp_wrapper(forward_hook):
+    _seeded()
+    from torch import nn
+
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(16, 10)
+
+        def forward(self, input):
+            return forward_hook(self.linear, input)
+
+    return Wrapped().eval()
+
+
+def slow_mlp():
+    """A 16 -> 10 linear layer that sleeps 50 ms per call, so a server's queue fills and deadlines pass on
+    demand. Inputs whose first value is 13.0 make it raise, a failure that only running the model reveals."""
+    def forward(linear, input):
+        import time
+
+        time.sleep(0.05)
+        if bool((input[:, 0] == 13.0).any()):
+            raise ValueError("input holds the marker value 13.0")
+        return linear(input)
+
+    return _mlp_wrapper(forward)
+
+
+def drops_a_row():
+    """A model that returns one row fewer than it was given: a broken engine the server must catch."""
+    return _mlp_wrapper(lambda linear, input: linear(input)[1:] if input.shape[0] > 1 else linear(input)[:0])
