@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-PEAK_WINDOW_S = 1.0  # how long a burst of concurrent requests is remembered when deciding to wait
+PEAK_WINDOW_S = 0.05  # a burst of concurrent requests is remembered this long, or 4 engine calls if longer
 INLINE_BELOW_S = 0.0003  # engine calls faster than this on average run on the event loop, not in a thread
 
 
@@ -101,7 +101,7 @@ class Batcher:
         self._inflight += rows
         item.future.add_done_callback(lambda _: self._leave(rows))
         in_flight = self._inflight
-        if in_flight >= self._peak[0] or now - self._peak[1] > PEAK_WINDOW_S:
+        if in_flight >= self._peak[0] or now - self._peak[1] > self._peak_window:
             self._peak = (in_flight, now)
         self._wake.set()
         return item.future
@@ -182,12 +182,16 @@ class Batcher:
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
 
+    @property
+    def _peak_window(self) -> float:
+        return max(PEAK_WINDOW_S, 4 * self._compute_s)
+
     def _should_wait(self, now: float) -> bool:
         if not self._queue or now >= self._queue[0].enqueued + self.max_delay:
             return False
         waiting = sum(p.rows for p in self._queue)
         peak, when = self._peak
-        expected = (peak if now - when <= PEAK_WINDOW_S else self._inflight) - self._running_rows
+        expected = (peak if now - when <= self._peak_window else self._inflight) - self._running_rows
         return waiting < min(self.max_batch_size, expected)
 
     def _take(self, now: float) -> list[Pending]:

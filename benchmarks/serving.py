@@ -1,0 +1,177 @@
+"""What the server costs and what batching buys, measured side by side in one run, on minilm and digits-cnn.
+
+Per model: the engine's offline throughput at the server's max batch size (in this process, before any server
+starts); served throughput at saturation (closed loop, many clients, cache off) and its ratio to offline;
+served throughput with batching against `--max-batch-size 1`; p50 and p99 at 50 % and 90 % of saturation
+(open loop); per-request overhead (served p50 at concurrency 1 minus the engine's batch-1 p50). Then an overload
+soak on minilm: open loop at 4x saturation for `--soak-seconds`, the statuses seen and the server's resident
+memory growth. The load generator runs in this process on the same 2 cores as the server: that is part of
+what is measured, and noted.
+
+    .venv/bin/python benchmarks/serving.py [--quick] [--soak-seconds 60] [--out docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks_common import header, replace_section
+from infertune.serve.loadtest import loadtest
+from infertune.serve.process import ServerProcess
+
+MAX_BATCH = 32
+MODELS = {"minilm": "docstrings", "digits-cnn": "digits"}
+
+
+def offline(model: str, data: str, quick: bool) -> dict:
+    """The engine alone: items/s at MAX_BATCH over held-out batches, and the batch-1 p50 in ms."""
+    import infertune
+    from infertune.data import load_dataset
+
+    engine = infertune.load(model, backend="onnxruntime")
+    dataset = load_dataset(data, input_specs=engine.model.input_specs)
+    split = dataset.split("heldout")
+    n = len(split)
+    batches = [engine.model.inputs_for(split, np.arange(i, i + MAX_BATCH) % n) for i in range(0, n, MAX_BATCH)]
+    singles = [engine.model.inputs_for(split, [i]) for i in range(min(n, 256))]
+    for batch in batches[:3] + singles[:20]:
+        engine.run(batch)
+    seconds = 1.0 if quick else 3.0
+    started, items = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        for batch in batches:
+            engine.run(batch)
+            items += MAX_BATCH
+    throughput = items / (time.perf_counter() - started)
+    times = []
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for single in singles:
+            t = time.perf_counter()
+            engine.run(single)
+            times.append((time.perf_counter() - t) * 1000)
+    return {"throughput": throughput, "b1_p50_ms": statistics.median(times)}
+
+
+def served(model: str, data: str, quick: bool, say) -> dict:
+    scale = 0.25 if quick else 1.0
+    figures: dict = {}
+    with ServerProcess(model, "--backend", "onnxruntime", "--cache-size", "0", "--max-batch-size", str(MAX_BATCH),
+                       "--max-queue", "1024") as server:
+        loadtest(server.url, model=model, concurrency=8, requests=200, data=data)  # connections and caches warm
+        probe = loadtest(server.url, model=model, concurrency=2 * MAX_BATCH, requests=int(1000 * scale), data=data)
+        n = max(int(probe.throughput * 8 * scale), 500)  # about 8 s at saturation
+        say(f"{model}: saturation, {n} requests")
+        figures["saturated"] = loadtest(server.url, model=model, concurrency=2 * MAX_BATCH, requests=n, data=data)
+        capacity = figures["saturated"].throughput
+        for share in (0.5, 0.9):
+            say(f"{model}: open loop at {share:.0%} of saturation ({share * capacity:.0f}/s)")
+            figures[share] = loadtest(server.url, model=model, rate=share * capacity,
+                                      requests=max(int(share * capacity * 8 * scale), 200), data=data)
+        say(f"{model}: concurrency 1")
+        before = server_seconds(server.url, model)
+        figures["c1"] = loadtest(server.url, model=model, concurrency=1, requests=int(1500 * scale), data=data)
+        after = server_seconds(server.url, model)
+        calls = after["compute_count"] - before["compute_count"]
+        figures["server_ms"] = {k: (after[k] - before[k]) / calls * 1000 for k in ("request", "compute")}
+        figures["rss"] = server.rss_bytes()
+        figures["exit"] = server.stop()
+    with ServerProcess(model, "--backend", "onnxruntime", "--cache-size", "0", "--max-batch-size", "1",
+                       "--max-queue", "1024") as server:
+        say(f"{model}: --max-batch-size 1 at saturation")
+        loadtest(server.url, model=model, concurrency=8, requests=100, data=data)
+        figures["unbatched"] = loadtest(server.url, model=model, concurrency=2 * MAX_BATCH,
+                                        requests=max(int(n / 4), 300), data=data)
+    return figures
+
+
+def server_seconds(url: str, model: str) -> dict:
+    """Sums from the server's own /metrics: time from arrival to answer, and engine time."""
+    import re
+    import urllib.request
+
+    text = urllib.request.urlopen(f"{url}/metrics").read().decode()
+
+    def value(name: str) -> float:
+        return float(re.search(rf'{name}{{model="{re.escape(model)}"}} (\S+)', text).group(1))
+
+    return {"request": value("infertune_request_seconds_sum"), "compute": value("infertune_compute_seconds_sum"),
+            "compute_count": value("infertune_compute_seconds_count")}
+
+
+def soak(model: str, data: str, capacity: float, seconds: float, say) -> dict:
+    rate = 4 * capacity
+    with ServerProcess(model, "--backend", "onnxruntime", "--cache-size", "0", "--max-batch-size", str(MAX_BATCH),
+                       "--max-queue", "256", "--timeout-ms", "2000") as server:
+        loadtest(server.url, model=model, concurrency=2 * MAX_BATCH, requests=int(capacity * 3), data=data)
+        before = server.rss_bytes()
+        say(f"soak: {model} open loop at {rate:.0f}/s (4x saturation) for {seconds:.0f} s")
+        result = loadtest(server.url, model=model, rate=rate, requests=int(rate * seconds), data=data,
+                          timeout_s=30)
+        after = server.rss_bytes()
+        alive = server.process.poll() is None
+        code = server.stop()
+    return {"result": result, "rss_before": before, "rss_after": after, "alive": alive, "exit": code}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer requests: smoke figures, not for quoting")
+    parser.add_argument("--soak-seconds", type=float, default=60.0)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent.parent / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    lines = header("Serving", "benchmarks/serving.py", args.quick,
+                   f"Each model on onnxruntime fp32, `--max-batch-size {MAX_BATCH}`, cache off; the load generator "
+                   "(`infertune loadtest`, aiohttp) runs on the same cores as the server, one sample per request, "
+                   "real held-out inputs (natural-length sentences for minilm).")
+    lines += ["| model | engine offline b32 items/s | served at saturation items/s (share of offline) | "
+              "served, --max-batch-size 1 items/s | batching gain | p50 / p99 ms at 50 % | p50 / p99 ms at 90 % | "
+              "engine b1 p50 ms | served p50 ms at concurrency 1 | per-request overhead ms | of it inside the server ms | "
+              "statuses |",
+              "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|"]
+    capacities = {}
+    for model, data in MODELS.items():
+        say(f"{model}: engine offline")
+        engine = offline(model, data, args.quick)
+        figures = served(model, data, args.quick, say)
+        sat, unb, c1 = figures["saturated"], figures["unbatched"], figures["c1"]
+        capacities[model] = sat.throughput
+        statuses = set()
+        for key in ("saturated", 0.5, 0.9, "c1", "unbatched"):
+            statuses |= set(figures[key].statuses)
+        lines.append(
+            f"| {model} | {engine['throughput']:.0f} | {sat.throughput:.0f} ({sat.throughput / engine['throughput']:.0%})"
+            f" | {unb.throughput:.0f} | {sat.throughput / unb.throughput:.2f}x | "
+            f"{figures[0.5].percentile(50):.2f} / {figures[0.5].percentile(99):.2f} | "
+            f"{figures[0.9].percentile(50):.2f} / {figures[0.9].percentile(99):.2f} | {engine['b1_p50_ms']:.3f} | "
+            f"{c1.percentile(50):.3f} | {c1.percentile(50) - engine['b1_p50_ms']:.3f} | "
+            f"{figures['server_ms']['request'] - figures['server_ms']['compute']:.3f} | {', '.join(sorted(statuses))} |")
+        print(lines[-1], flush=True)
+    lines += ["", "Per-request overhead: served p50 at concurrency 1 minus the engine's batch-1 p50 offline; it includes "
+              "the client, HTTP on loopback, JSON both ways and (minilm) tokenizing. \"Inside the server\": the mean "
+              "time from arrival to answer minus the mean engine time, from the server's own /metrics, same run.", ""]
+    soaked = soak("minilm", "docstrings", capacities["minilm"], args.soak_seconds * (0.25 if args.quick else 1), say)
+    r = soaked["result"]
+    growth = soaked["rss_after"] / soaked["rss_before"] - 1
+    lines += [f"Overload soak (minilm, open loop at 4x saturation = {4 * capacities['minilm']:.0f}/s for "
+              f"{r.seconds:.0f} s, `--max-queue 256 --timeout-ms 2000`): {r.sent} sent, statuses "
+              f"{dict(sorted(r.statuses.items()))}; served {r.throughput:.0f}/s, p50 {r.percentile(50):.1f} ms, "
+              f"p99 {r.percentile(99):.1f} ms of those answered 200; server alive after: {soaked['alive']}, exit code "
+              f"after SIGTERM {soaked['exit']}; resident memory {soaked['rss_before'] / 2**20:.0f} -> "
+              f"{soaked['rss_after'] / 2**20:.0f} MiB ({growth:+.1%}).", ""]
+    print("\n".join(lines))
+    replace_section(args.out, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
