@@ -199,7 +199,11 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
             if reason:
                 return 503, codec.error_body(reason), {"Retry-After": "1"}
             try:
-                body = await _read_body(headers, receive, config.max_body_bytes)
+                try:  # a client that trickles its body must not hold a drain open
+                    body = await asyncio.wait_for(_read_body(headers, receive, config.max_body_bytes),
+                                                  config.timeout_ms / 1000)
+                except asyncio.TimeoutError:
+                    return 408, codec.error_body(f"the request body did not arrive within {config.timeout_ms:g} ms"), None
                 decoded = codec.decode(body, served)
                 timeout_ms = decoded.timeout_ms or _header_timeout(headers) or config.timeout_ms
             except RequestError as e:
@@ -233,7 +237,12 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
             state.inflight -= 1
 
     async def answer_infer(name: str, headers: dict[bytes, bytes], receive, send) -> None:
-        status, body, extra = await infer(name, headers, receive)
+        try:
+            status, body, extra = await infer(name, headers, receive)
+        except Exception as e:  # a bug, never the client's input: JSON, counted, logged, no traceback out
+            log.exception("internal error on infer for %s", name)
+            status, body, extra = 500, codec.error_body(f"internal error ({type(e).__name__}); the server log has "
+                                                        f"the details"), None
         metrics.requests.labels(served.name, str(status)).inc()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

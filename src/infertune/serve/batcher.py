@@ -88,6 +88,8 @@ class Batcher:
 
     def submit(self, inputs: dict[str, np.ndarray], rows: int, deadline: float | None) -> asyncio.Future:
         """Queue one request's rows; the future gets its outputs (a dict of arrays) or an exception."""
+        if len(self._queue) >= self.max_queue:  # answered items (deadline, client gone) leave first
+            self._queue = deque(p for p in self._queue if not p.future.done())
         if len(self._queue) >= self.max_queue:
             raise QueueFull(f"the queue holds {len(self._queue)} requests (--max-queue {self.max_queue})")
         loop = asyncio.get_running_loop()
@@ -178,6 +180,7 @@ class Batcher:
                 self._running_rows += sum(p.rows for p in batch)
                 self._finish(engine, batch, self._compute(engine, batch))
                 continue
+            self._running_rows += sum(p.rows for p in batch)
             task = loop.create_task(self._run(engine, batch))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
@@ -225,7 +228,6 @@ class Batcher:
 
     async def _run(self, engine, batch: list[Pending]) -> None:
         loop = asyncio.get_running_loop()
-        self._running_rows += sum(p.rows for p in batch)
         results: list[tuple[Any, BaseException | None]] = [(None, EngineFailed("the batch did not run"))] * len(batch)
         try:
             results = await loop.run_in_executor(self._executor, self._compute, engine, batch)

@@ -18,6 +18,7 @@ from infertune.model.signature import Signature
 DATATYPES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64", "int32": "INT32",
              "int16": "INT16", "int8": "INT8", "uint8": "UINT8", "bool": "BOOL"}
 TEXT_INPUT = "text"
+MAX_TEXT_CHARS = 20_000
 _ALLOWED = {"f": {int, float}, "i": {int}, "b": {bool}}  # exact types: JSON true is not the number 1
 
 
@@ -129,7 +130,7 @@ def decode(body: bytes, model: ServedModel) -> Decoded:
 def encode(model: ServedModel, decoded: Decoded, outputs: dict[str, np.ndarray]) -> bytes:
     names = decoded.outputs or list(outputs)
     body: dict[str, Any] = {"model_name": model.name, "model_version": "1", "outputs": [
-        {"name": name, "datatype": DATATYPES.get(str(outputs[name].dtype), "FP32"), "shape": list(outputs[name].shape),
+        {"name": name, "datatype": DATATYPES.get(str(outputs[name].dtype), str(outputs[name].dtype).upper()), "shape": list(outputs[name].shape),
          "data": outputs[name].ravel()} for name in names]}
     if decoded.request_id is not None:
         body["id"] = decoded.request_id
@@ -196,7 +197,8 @@ def _array(item: dict, spec, model: ServedModel) -> np.ndarray:
     if item.get("datatype") != expected_type:
         raise RequestError(400, f"input '{name}' has datatype {item.get('datatype')!r}, expected {expected_type}")
     shape = _check_shape_field(item, name)
-    if len(shape) != len(spec.shape) or any(isinstance(d, int) and d != s for d, s in zip(spec.shape, shape)):
+    if len(shape) != len(spec.shape) or any(isinstance(d, int) and d != s for d, s in zip(spec.shape, shape)) \
+            or 0 in shape[1:]:
         raise RequestError(400, f"input '{name}' has shape {shape}, expected {_shape(spec.shape)}")
     data = _flat(item.get("data"), name)
     if len(data) != math.prod(shape):
@@ -234,6 +236,10 @@ def _texts(tensors: dict[str, dict], model: ServedModel) -> list[str]:
     bad = next((v for v in data if not isinstance(v, str)), None)
     if bad is not None:
         raise RequestError(400, f"input '{TEXT_INPUT}' holds {bad!r} ({type(bad).__name__}): send strings")
+    long = next((i for i, v in enumerate(data) if len(v) > MAX_TEXT_CHARS), None)
+    if long is not None:  # the model reads at most a few hundred tokens; tokenizing megabytes would stall the loop
+        raise RequestError(400, f"string {long} of input '{TEXT_INPUT}' has {len(data[long])} characters, over the "
+                                f"limit of {MAX_TEXT_CHARS}: split or shorten it")
     _check_rows(len(data), model)
     return data
 

@@ -80,8 +80,8 @@ async def _loadtest(url, model, concurrency, requests, rate, data, token, timeou
 
         step = max(1, requests // 100)
 
-        async def send(i: int) -> None:
-            started = time.perf_counter()
+        async def send(i: int, scheduled: float | None = None) -> None:
+            started = scheduled or time.perf_counter()  # open loop: from the scheduled time, lag included
             try:
                 async with session.post(infer, data=bodies[i % len(bodies)]) as response:
                     await response.read()
@@ -117,7 +117,7 @@ async def _loadtest(url, model, concurrency, requests, rate, data, token, timeou
                     result.generator_waits += 1
                     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 result.sent += 1
-                task = asyncio.create_task(send(i))
+                task = asyncio.create_task(send(i, started + i / rate))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             if tasks:
