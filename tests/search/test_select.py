@@ -47,3 +47,9 @@ def test_embeddings_inside_the_cosine_budget_are_rejected_when_neighbours_reorde
     result = verdict(reordered, base, max_drop=0.01, objective="latency", min_top10=0.9)
     assert result["status"] == "rejected" and "top-10 neighbour agreement 0.840 < 0.9" in result["reason"]
     assert verdict(kept, base, max_drop=0.01, objective="latency", min_top10=0.9)["status"] == "ok"
+
+
+def test_a_drop_exactly_at_the_budget_is_inside_it():
+    at_budget = candidate("c1", 0.94, 1.5)
+    at_budget["metric"]["value"] = BASE["metric"]["value"] - 0.01
+    assert verdict(at_budget, BASE, max_drop=0.01, objective="latency")["status"] == "ok"

@@ -136,7 +136,7 @@ def optimize_table(result) -> None:
                       f"{metric.get('drop', float('nan')):.4f}",
                       f"{(r.get('latency_ms') or {}).get('p50', float('nan')):.3f}",
                       f"{speed.get('value', 1.0):.2f}x" if speed else "-",
-                      f"{(r.get('size_bytes') or 0) / 1e6:.2f}", (r.get("reason") or "")[:80])
+                      f"{(r.get('size_bytes') or 0) / 1e6:.2f}", r.get("reason") or "")
     out.print(table)
     out.print(f"chosen: {data['best'] or 'none (' + str(data['best_reason']) + ')'}; "
               f"report: {result.directory / 'report.html'}; artifact: {result.directory / 'model'}")

@@ -16,7 +16,7 @@ def verdict(candidate: dict[str, Any], baseline: dict[str, Any], *, max_drop: fl
     drop = baseline["metric"]["value"] - candidate["metric"]["value"]
     candidate = {**candidate, "metric": {**candidate["metric"], "drop": drop}}
     name = candidate["metric"]["name"]
-    if drop > max_drop:
+    if drop > max_drop + 1e-9:  # 1 - 0.99 is 0.010000000000000009 in floating point: at the budget is inside it
         return {**candidate, "status": "rejected",
                 "reason": f"over budget: {name} drop {drop:.4f} > {max_drop} on held-out samples"}
     top10 = candidate["metric"].get("top10_agreement")

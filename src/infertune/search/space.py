@@ -49,7 +49,8 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool) -> li
                               backend="onnxruntime"))
         if not transformer:
             recipes.append(Recipe(passes=(Distill(width=0.25, epochs=30),) + onnx, backend="onnxruntime"))
-    return recipes
+    base = baseline_recipe(model)  # an .onnx file's plain ONNX Runtime is the baseline itself, not a candidate
+    return [r for r in recipes if r.to_dict() != base.to_dict()]
 
 
 def mixed_precision_fallback(recipe: Recipe, max_drop: float) -> Recipe | None:
