@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 
 def one_line_error(result) -> str:
@@ -115,3 +116,20 @@ def test_optimize_cli_npz_missing_an_input_exit_2(cli, mlp_onnx, tmp_path):
 def test_report_without_a_run_exit_2(cli, tmp_path):
     result = cli("report", str(tmp_path))
     assert result.returncode == 2 and "results.json' not found" in one_line_error(result)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"input": np.zeros((8, 16), np.int64)}, "dtype"),
+    ({"input": np.zeros((8, 16), np.float32), "labels": np.zeros(5, np.int64)}, "5"),
+    ({"input": np.full((8, 16), np.nan, np.float32)}, "finite"),
+])
+def test_optimize_cli_bad_data_exit_2_naming_the_problem(cli, mlp_onnx, tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    result = cli("optimize", str(mlp_onnx), "--data", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and message in one_line_error(result), result.stderr
+
+
+def test_optimize_cli_unwritable_out_exit_2(cli, mlp_onnx, mlp_npz, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = cli("optimize", str(mlp_onnx), "--data", str(mlp_npz), "--out", str(tmp_path / "a-file" / "run"))
+    assert result.returncode == 2 and "is not writable" in one_line_error(result)

@@ -52,7 +52,7 @@ def test_a_request_already_past_its_deadline_is_dropped_before_compute(slow_serv
     before = batches()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         busy = pool.submit(slow_server.infer, "slow", mlp_body(0.3))
-        time.sleep(0.01)
+        time.sleep(0.02)
         late = pool.submit(slow_server.infer, "slow", mlp_body(0.4, parameters={"timeout_ms": 5}))
         assert late.result().status_code == 504 and busy.result().status_code == 200
     time.sleep(0.1)
@@ -99,13 +99,13 @@ def test_a_token_is_required_when_set(tmp_path):
 def test_sigterm_under_load_answers_in_flight_requests_then_exits_0(mlp_data_npz):
     with running(SLOW, "--data", str(mlp_data_npz), "--name", "slow", "--max-batch-size", "1",
                  "--cache-size", "0") as server:
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            in_flight = [pool.submit(server.infer, "slow", mlp_body(0.01 * i)) for i in range(6)]
-            time.sleep(0.05)
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:  # 10 x 50 ms of work, one at a time
+            in_flight = [pool.submit(server.infer, "slow", mlp_body(0.01 * i)) for i in range(10)]
+            time.sleep(0.15)
             server.process.send_signal(signal.SIGTERM)
             time.sleep(0.05)
             during = server.infer("slow", mlp_body(0.9))
             answers = [f.result() for f in in_flight]
-        assert [a.status_code for a in answers] == [200] * 6
+        assert [a.status_code for a in answers] == [200] * 10
         assert during.status_code == 503 and "draining" in during.json()["error"]
         assert server.process.wait(30) == 0
