@@ -25,12 +25,12 @@ from benchmarks_common import header, replace_section
 from infertune.serve.loadtest import loadtest
 from infertune.serve.process import ServerProcess
 
-MAX_BATCH = 32
-MODELS = {"minilm": "docstrings", "digits-cnn": "digits"}
+CLIENTS = 64  # closed-loop clients that saturate the server
+RUNS = [("minilm", "docstrings", 32), ("minilm", "docstrings", 8), ("digits-cnn", "digits", 32)]
 
 
-def offline(model: str, data: str, quick: bool) -> dict:
-    """The engine alone: items/s at MAX_BATCH over held-out batches, and the batch-1 p50 in ms."""
+def offline(model: str, data: str, quick: bool, max_batch: int) -> dict:
+    """The engine alone: items/s at max_batch over held-out batches, and the batch-1 p50 in ms."""
     import infertune
     from infertune.data import load_dataset
 
@@ -38,7 +38,7 @@ def offline(model: str, data: str, quick: bool) -> dict:
     dataset = load_dataset(data, input_specs=engine.model.input_specs)
     split = dataset.split("heldout")
     n = len(split)
-    batches = [engine.model.inputs_for(split, np.arange(i, i + MAX_BATCH) % n) for i in range(0, n, MAX_BATCH)]
+    batches = [engine.model.inputs_for(split, np.arange(i, i + max_batch) % n) for i in range(0, n, max_batch)]
     singles = [engine.model.inputs_for(split, [i]) for i in range(min(n, 256))]
     for batch in batches[:3] + singles[:20]:
         engine.run(batch)
@@ -47,7 +47,7 @@ def offline(model: str, data: str, quick: bool) -> dict:
     while time.perf_counter() - started < seconds:
         for batch in batches:
             engine.run(batch)
-            items += MAX_BATCH
+            items += max_batch
     throughput = items / (time.perf_counter() - started)
     times = []
     started = time.perf_counter()
@@ -59,16 +59,16 @@ def offline(model: str, data: str, quick: bool) -> dict:
     return {"throughput": throughput, "b1_p50_ms": statistics.median(times)}
 
 
-def served(model: str, data: str, quick: bool, say) -> dict:
+def served(model: str, data: str, quick: bool, say, max_batch: int) -> dict:
     scale = 0.25 if quick else 1.0
     figures: dict = {}
-    with ServerProcess(model, "--backend", "onnxruntime", "--cache-size", "0", "--max-batch-size", str(MAX_BATCH),
+    with ServerProcess(model, "--backend", "onnxruntime", "--cache-size", "0", "--max-batch-size", str(max_batch),
                        "--max-queue", "1024") as server:
         loadtest(server.url, model=model, concurrency=8, requests=200, data=data)  # connections and caches warm
-        probe = loadtest(server.url, model=model, concurrency=2 * MAX_BATCH, requests=int(1000 * scale), data=data)
+        probe = loadtest(server.url, model=model, concurrency=CLIENTS, requests=int(1000 * scale), data=data)
         n = max(int(probe.throughput * 8 * scale), 500)  # about 8 s at saturation
         say(f"{model}: saturation, {n} requests")
-        figures["saturated"] = loadtest(server.url, model=model, concurrency=2 * MAX_BATCH, requests=n, data=data)
+        figures["saturated"] = loadtest(server.url, model=model, concurrency=CLIENTS, requests=n, data=data)
         capacity = figures["saturated"].throughput
         for share in (0.5, 0.9):
             say(f"{model}: open loop at {share:.0%} of saturation ({share * capacity:.0f}/s)")
@@ -86,7 +86,7 @@ def served(model: str, data: str, quick: bool, say) -> dict:
                        "--max-queue", "1024") as server:
         say(f"{model}: --max-batch-size 1 at saturation")
         loadtest(server.url, model=model, concurrency=8, requests=100, data=data)
-        figures["unbatched"] = loadtest(server.url, model=model, concurrency=2 * MAX_BATCH,
+        figures["unbatched"] = loadtest(server.url, model=model, concurrency=CLIENTS,
                                         requests=max(int(n / 4), 300), data=data)
     return figures
 
@@ -105,11 +105,11 @@ def server_seconds(url: str, model: str) -> dict:
             "compute_count": value("infertune_compute_seconds_count")}
 
 
-def soak(model: str, data: str, capacity: float, seconds: float, say) -> dict:
+def soak(model: str, data: str, capacity: float, seconds: float, say, max_batch: int = 32) -> dict:
     rate = 4 * capacity
-    with ServerProcess(model, "--backend", "onnxruntime", "--cache-size", "0", "--max-batch-size", str(MAX_BATCH),
+    with ServerProcess(model, "--backend", "onnxruntime", "--cache-size", "0", "--max-batch-size", str(max_batch),
                        "--max-queue", "256", "--timeout-ms", "2000") as server:
-        loadtest(server.url, model=model, concurrency=2 * MAX_BATCH, requests=int(capacity * 3), data=data)
+        loadtest(server.url, model=model, concurrency=2 * max_batch, requests=int(capacity * 3), data=data)
         before = server.rss_bytes()
         say(f"soak: {model} open loop at {rate:.0f}/s (4x saturation) for {seconds:.0f} s")
         result = loadtest(server.url, model=model, rate=rate, requests=int(rate * seconds), data=data,
@@ -131,26 +131,26 @@ def main() -> None:
         print(line, file=sys.stderr, flush=True)
 
     lines = header("Serving", "benchmarks/serving.py", args.quick,
-                   f"Each model on onnxruntime fp32, `--max-batch-size {MAX_BATCH}`, cache off; the load generator "
+                   "Each model on onnxruntime fp32, cache off; the load generator "
                    "(`infertune loadtest`, aiohttp) runs on the same cores as the server, one sample per request, "
                    "real held-out inputs (natural-length sentences for minilm).")
-    lines += ["| model | engine offline b32 items/s | served at saturation items/s (share of offline) | "
+    lines += ["| model | --max-batch-size | engine offline items/s at that batch | served at saturation items/s (share of offline) | "
               "served, --max-batch-size 1 items/s | batching gain | p50 / p99 ms at 50 % | p50 / p99 ms at 90 % | "
               "engine b1 p50 ms | served p50 ms at concurrency 1 | per-request overhead ms | of it inside the server ms | "
               "statuses |",
-              "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|"]
+              "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|"]
     capacities = {}
-    for model, data in MODELS.items():
-        say(f"{model}: engine offline")
-        engine = offline(model, data, args.quick)
-        figures = served(model, data, args.quick, say)
+    for model, data, max_batch in RUNS:
+        say(f"{model}: engine offline at batch {max_batch}")
+        engine = offline(model, data, args.quick, max_batch)
+        figures = served(model, data, args.quick, say, max_batch)
         sat, unb, c1 = figures["saturated"], figures["unbatched"], figures["c1"]
-        capacities[model] = sat.throughput
+        capacities.setdefault(model, sat.throughput)
         statuses = set()
         for key in ("saturated", 0.5, 0.9, "c1", "unbatched"):
             statuses |= set(figures[key].statuses)
         lines.append(
-            f"| {model} | {engine['throughput']:.0f} | {sat.throughput:.0f} ({sat.throughput / engine['throughput']:.0%})"
+            f"| {model} | {max_batch} | {engine['throughput']:.0f} | {sat.throughput:.0f} ({sat.throughput / engine['throughput']:.0%})"
             f" | {unb.throughput:.0f} | {sat.throughput / unb.throughput:.2f}x | "
             f"{figures[0.5].percentile(50):.2f} / {figures[0.5].percentile(99):.2f} | "
             f"{figures[0.9].percentile(50):.2f} / {figures[0.9].percentile(99):.2f} | {engine['b1_p50_ms']:.3f} | "
@@ -159,7 +159,8 @@ def main() -> None:
         print(lines[-1], flush=True)
     lines += ["", "Per-request overhead: served p50 at concurrency 1 minus the engine's batch-1 p50 offline; it includes "
               "the client, HTTP on loopback, JSON both ways and (minilm) tokenizing. \"Inside the server\": the mean "
-              "time from arrival to answer minus the mean engine time, from the server's own /metrics, same run.", ""]
+              "time from arrival to answer minus the mean engine time, from the server's own /metrics, same run. "
+              "The 'served, --max-batch-size 1' column is the same server with batching off.", ""]
     soaked = soak("minilm", "docstrings", capacities["minilm"], args.soak_seconds * (0.25 if args.quick else 1), say)
     r = soaked["result"]
     growth = soaked["rss_after"] / soaked["rss_before"] - 1

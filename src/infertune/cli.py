@@ -257,6 +257,8 @@ def serve(
                                                    "X-Timeout-Ms); past it: 504"),
     max_body_bytes: int = typer.Option(8 * 1024 * 1024, help="largest request body; past it: 413"),
     instances: int = typer.Option(1, help="engine copies, each running one batch at a time (cores are split)"),
+    option: list[str] = typer.Option([], help="backend setting key=value, repeatable (for example spinning=false "
+                                              "for onnxruntime)"),
     token_file: Optional[Path] = typer.Option(None, help="file holding a token; requests then need "
                                                          "'Authorization: Bearer TOKEN' (401 otherwise)"),
 ) -> None:
@@ -268,7 +270,7 @@ def serve(
                          cache_size=cache_size, cache_ttl_s=cache_ttl_s, timeout_ms=timeout_ms,
                          max_body_bytes=max_body_bytes, instances=instances)
     run_serve(model, host=host, port=port, name=name, backend=backend, weights=weights, data=data, config=config,
-              token_file=token_file)
+              token_file=token_file, options=_parse_options(option))
 
 
 @app.command()

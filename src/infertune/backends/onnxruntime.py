@@ -38,6 +38,8 @@ def session_options(settings: OnnxRuntimeSettings):
     if settings.threads is not None:
         options.intra_op_num_threads = settings.threads
     options.inter_op_num_threads = 1
+    if not settings.spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
     return options

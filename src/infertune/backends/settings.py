@@ -30,6 +30,7 @@ class OnnxRuntimeSettings:
     threads: int | None = None   # intra-op threads; None = one per physical core
     device: str = "cpu"
     graph_optimization: str = "all"   # disable, basic, extended, all
+    spinning: bool = True        # intra-op threads spin between calls; off leaves the cores to other work (a server)
     exporter: str = "torchscript"     # for torch models: torchscript (dynamo=False) or dynamo
 
 

@@ -17,7 +17,8 @@ from infertune.serve.codec import ServedModel
 
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
           backend: str | None = None, weights: str | None = None, data: str | None = None,
-          config: ServeConfig = ServeConfig(), token_file: str | Path | None = None, say=None) -> None:
+          config: ServeConfig = ServeConfig(), token_file: str | Path | None = None,
+          options: dict[str, Any] | None = None, say=None) -> None:
     """Serve `model` (a run directory, zoo name, .onnx file or factory) over KServe v2 until SIGTERM/SIGINT.
 
     Example: `serve("runs/demo", port=8000, config=ServeConfig(max_batch_size=32))`.
@@ -26,7 +27,7 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, name: str | 
     check_config(config, port)
     token = read_token(token_file) if token_file is not None else None
     engines, served, warmup = load_engines(model, name=name, backend=backend, weights=weights, data=data,
-                                           config=config)
+                                           config=config, options=options)
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     app = create_app(engines, served, config, warmup, token=token, say=say)
@@ -66,7 +67,7 @@ def read_token(path: str | Path) -> str:
 
 
 def load_engines(model: str, *, name: str | None, backend: str | None, weights: str | None, data: str | None,
-                 config: ServeConfig):
+                 config: ServeConfig, options: dict[str, Any] | None = None):
     """`config.instances` engines (threads split between them), what the HTTP layer knows of the model, and
     warm-up batches at every batch size the batcher may form (powers of two up to the max, and the max)."""
     from infertune.bench.job import any_arrays
@@ -76,8 +77,8 @@ def load_engines(model: str, *, name: str | None, backend: str | None, weights: 
 
     dataset = load_dataset(data) if data else None
     arrays = any_arrays(dataset) if dataset is not None and model not in ZOO else None
-    options: dict[str, Any] = {}
-    if config.instances > 1:
+    options = dict(options or {})
+    if config.instances > 1 and "threads" not in options:
         options["threads"] = max(1, (os.cpu_count() or 1) // config.instances)
     engines = [load(model, backend=backend, weights=weights, data=arrays, **options) for _ in range(config.instances)]
     first = engines[0].model
