@@ -7,6 +7,7 @@ import pytest
     (["digits-cnn", "--token-file", "/nonexistent/token"], "--token-file '/nonexistent/token' not found"),
     (["digits-cnn", "--port", "70000"], "--port must be from 0"),
     (["no-such-model"], "no-such-model"),
+    (["digits-cnn", "--backend", "onnxruntime", "--option", "bogus=1"], "bogus"),
 ])
 def test_serve_bad_input_exits_2_with_one_line(cli, args, message):
     result = cli("serve", *args)

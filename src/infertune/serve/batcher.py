@@ -176,11 +176,10 @@ class Batcher:
                 now = loop.time()
                 for item in batch:
                     self.on_queued(now - item.enqueued)
+            self._running_rows += sum(p.rows for p in batch)
             if self._compute_s < INLINE_BELOW_S:  # a thread hop would cost more than the engine call
-                self._running_rows += sum(p.rows for p in batch)
                 self._finish(engine, batch, self._compute(engine, batch))
                 continue
-            self._running_rows += sum(p.rows for p in batch)
             task = loop.create_task(self._run(engine, batch))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
