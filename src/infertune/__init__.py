@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["apply_passes", "benchmark", "export_onnx", "load", "load_model", "optimize", "__version__"]
+__all__ = ["apply_passes", "benchmark", "export_onnx", "load", "load_model", "optimize", "serve", "__version__"]
 
 if TYPE_CHECKING:
     from infertune.bench import benchmark
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from infertune.passes import apply_passes
     from infertune.passes.export import export_onnx
     from infertune.search.run import optimize
+    from infertune.serve.server import serve
 
 _LAZY = {
     "benchmark": "infertune.bench",
@@ -25,6 +26,7 @@ _LAZY = {
     "export_onnx": "infertune.passes.export",
     "apply_passes": "infertune.passes",
     "optimize": "infertune.search.run",
+    "serve": "infertune.serve.server",
 }
 
 
