@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from conftest import running
+from serve_helpers import running
 
 EXAMPLES = {"POST": 150, "GET": 10}  # per operation and mode: the infer endpoint gets most, a few hundred in all
 

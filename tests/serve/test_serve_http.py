@@ -4,7 +4,7 @@ message naming the problem, and the server still serving after each."""
 import numpy as np
 import pytest
 
-from conftest import pixels_body
+from serve_helpers import pixels_body
 
 DIGIT = np.linspace(0, 1, 64, dtype=np.float32)
 

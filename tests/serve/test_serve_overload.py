@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from conftest import mlp_body, pixels_body, running
+from serve_helpers import mlp_body, pixels_body, running
 
 SLOW = "infertune.testing.models:slow_mlp"
 

@@ -5,7 +5,7 @@ import concurrent.futures
 import numpy as np
 import pytest
 
-from conftest import running
+from serve_helpers import running
 
 SENTENCES = ["Return a new list.", "Open the file and return a stream; raise OSError upon failure of any kind.",
              "Wait until the thread terminates.", "x"]

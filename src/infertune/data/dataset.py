@@ -112,6 +112,10 @@ class Dataset:
                 f"data set {self.name!r} has no split {name!r}: use one of {', '.join(self.splits)}"
             ) from None
 
+    def heldout_or_first(self) -> Split:
+        """The held-out split, or the first one of a data set without it: representative samples to send."""
+        return self.splits["heldout"] if "heldout" in self.splits else next(iter(self.splits.values()))
+
 
 def load_dataset(
     name_or_path: str | os.PathLike[str],

@@ -153,7 +153,7 @@ def request_bodies(metadata: dict[str, Any], data: str | None, limit: int = 512)
     inputs = metadata["inputs"]
     source = data or (metadata.get("parameters") or {}).get("default_data")
     if inputs and inputs[0]["datatype"] == "BYTES":
-        split = _split(load_dataset(source or "docstrings"))
+        split = load_dataset(source or "docstrings").heldout_or_first()
         if split.texts is None:
             raise ConfigError(f"model '{metadata['name']}' takes text but data '{source}' holds arrays: "
                               f"pass --data docstrings or a text data set")
@@ -167,7 +167,7 @@ def request_bodies(metadata: dict[str, Any], data: str | None, limit: int = 512)
     numpy_types = {v: k for k, v in DATATYPES.items()}
     specs = {i["name"]: (numpy_types[i["datatype"]], tuple("batch" if d < 0 else d for d in i["shape"]))
              for i in inputs}
-    split = _split(load_dataset(source, input_specs=specs))
+    split = load_dataset(source, input_specs=specs).heldout_or_first()
     bodies = []
     for row in range(min(limit, len(split))):
         bodies.append(orjson.dumps({"inputs": [
@@ -175,7 +175,3 @@ def request_bodies(metadata: dict[str, Any], data: str | None, limit: int = 512)
              "data": split.inputs[name][row].ravel()} for name, i in zip(specs, inputs)]},
             option=orjson.OPT_SERIALIZE_NUMPY))
     return bodies
-
-
-def _split(dataset):
-    return dataset.split("heldout" if "heldout" in dataset.splits else next(iter(dataset.splits)))

@@ -95,7 +95,7 @@ def load_engines(model: str, *, name: str | None, backend: str | None, weights: 
 
 def _representative(model, dataset, rows: int) -> dict[str, np.ndarray]:
     if dataset is not None:
-        split = dataset.split("heldout" if "heldout" in dataset.splits else next(iter(dataset.splits)))
+        split = dataset.heldout_or_first()
         if len(split) and (split.texts is not None) == model.is_text:
             index = np.arange(rows) % len(split)
             return model.inputs_for(split, index)

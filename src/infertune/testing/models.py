@@ -33,22 +33,25 @@ def tiny_cnn():
     return model.eval()
 
 
-def sign_branch():
-    """Data-dependent control flow: tracing freezes one branch, so its ONNX export is wrong on the other."""
+def _mlp_wrapper(forward_hook):
+    """A seeded 16 -> 10 linear layer whose forward is `forward_hook(linear, input)`."""
     _seeded()
     from torch import nn
 
-    class SignBranch(nn.Module):
+    class Wrapped(nn.Module):
         def __init__(self):
             super().__init__()
             self.linear = nn.Linear(16, 10)
 
         def forward(self, input):
-            if input.sum() > 0:
-                return self.linear(input)
-            return -self.linear(input)
+            return forward_hook(self.linear, input)
 
-    return SignBranch().eval()
+    return Wrapped().eval()
+
+
+def sign_branch():
+    """Data-dependent control flow: tracing freezes one branch, so its ONNX export is wrong on the other."""
+    return _mlp_wrapper(lambda linear, input: linear(input) if input.sum() > 0 else -linear(input))
 
 
 def mlp_data(n: int = 64, seed: int = 0, *, positive: bool = False) -> dict[str, np.ndarray]:
@@ -62,20 +65,12 @@ def mlp_data(n: int = 64, seed: int = 0, *, positive: bool = False) -> dict[str,
 
 def abort_on_forward():
     """A model whose forward kills its process with SIGABRT, as a crashing runtime would."""
-    _seeded()
-    from torch import nn
+    def forward(linear, input):
+        import os
 
-    class Aborting(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.linear = nn.Linear(16, 10)
+        os.abort()
 
-        def forward(self, input):
-            import os
-
-            os.abort()
-
-    return Aborting().eval()
+    return _mlp_wrapper(forward)
 
 
 def tiny_bert():
@@ -106,21 +101,6 @@ def bert_data(n: int = 48, seed: int = 0) -> dict[str, np.ndarray]:
         ids[i, :length] = rng.integers(1, 100, size=length)
         mask[i, :length] = 1
     return {"input_ids": ids, "attention_mask": mask}
-
-
-def _mlp_wrapper(forward_hook):
-    _seeded()
-    from torch import nn
-
-    class Wrapped(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.linear = nn.Linear(16, 10)
-
-        def forward(self, input):
-            return forward_hook(self.linear, input)
-
-    return Wrapped().eval()
 
 
 def slow_mlp():
