@@ -82,3 +82,50 @@ def test_padded_text_batches_match_each_sentence_alone():
         cosine = float(np.dot(alone[name][0], result[name][0]) /
                        (np.linalg.norm(alone[name][0]) * np.linalg.norm(result[name][0])))
         assert cosine > 0.99999
+
+
+class WhereItRan:
+    """A real engine, noting the thread each call ran on."""
+
+    def __init__(self, engine):
+        self.engine, self.threads = engine, []
+
+    def run(self, inputs):
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        return self.engine.run(inputs)
+
+
+def test_a_lone_short_call_runs_on_the_loop_and_a_slow_or_crowded_one_in_a_thread(mlp_engine, mlp_npz,
+                                                                                   monkeypatch):
+    import threading
+
+    from infertune.serve import batcher as batcher_module
+
+    x = {"input": np.zeros((1, 16), np.float32)}
+    loop_thread = threading.current_thread().name
+
+    async def calls(engine, concurrent):
+        batcher = Batcher([engine], max_batch_size=1, max_delay_ms=0, max_queue=8)
+        batcher.start()
+        try:
+            await batcher.warm_up([x])
+            engine.threads.clear()
+            await asyncio.gather(*(batcher.submit(x, 1, None) for _ in range(concurrent)))
+        finally:
+            await batcher.stop()
+
+    fast = WhereItRan(mlp_engine)
+    run(calls(fast, 1))
+    assert fast.threads == [loop_thread]  # no hop: nothing else is in flight and the call is short
+
+    slow = WhereItRan(infertune.load("infertune.testing.models:slow_mlp", data=dict(np.load(mlp_npz))))
+    run(calls(slow, 1))  # 50 ms: the loop must stay free for probes and deadlines
+    assert slow.threads and all(t.startswith("infertune-engine") for t in slow.threads)
+
+    monkeypatch.setattr(batcher_module, "INLINE_ALONE_BELOW_S", 1.0)  # now 50 ms counts as short
+    run(calls(slow, 1))
+    assert slow.threads == [loop_thread]
+    run(calls(slow, 2))  # the second request waits while the first runs: the loop must stay free to take it
+    assert len(slow.threads) == 2 and slow.threads[0].startswith("infertune-engine")

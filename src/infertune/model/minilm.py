@@ -44,7 +44,9 @@ def tokenizer():
 
 
 def encode(texts: list[str]) -> dict[str, np.ndarray]:
-    encodings = tokenizer().encode_batch([str(t) for t in texts])
+    tok = tokenizer()
+    # one text: encode() on this thread; encode_batch wakes a thread pool, which costs more than it saves
+    encodings = [tok.encode(str(texts[0]))] if len(texts) == 1 else tok.encode_batch([str(t) for t in texts])
     return {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
 

@@ -22,6 +22,7 @@ import numpy as np
 
 PEAK_WINDOW_S = 0.05  # a burst of concurrent requests is remembered this long, or 4 engine calls if longer
 INLINE_BELOW_S = 0.0003  # engine calls faster than this on average run on the event loop, not in a thread
+INLINE_ALONE_BELOW_S = 0.01  # ... and so do calls up to this long when the batch is all there is in flight
 
 
 class QueueFull(Exception):
@@ -49,7 +50,8 @@ class Pending:
 
 class Batcher:
     """Joins submitted items into batches of at most `max_batch_size` rows and runs them on `engines`, one
-    batch per engine at a time, in threads (the runtimes release the GIL).
+    batch per engine at a time, in threads (the runtimes release the GIL), or on the event loop where a thread
+    hop would cost more than it frees (see `_inline`).
 
     `pad_axes`: input name -> axis padded with zeros to the batch's longest item (sequence inputs whose
     padding is masked, as in a tokenized text model); other inputs batch only with items of the same shape.
@@ -74,7 +76,8 @@ class Batcher:
         self._inflight = 0
         self._peak = (0, 0.0)  # (most rows in flight at once, when)
         self._batches: set[asyncio.Task] = set()
-        self._compute_s = INLINE_BELOW_S  # moving average of an engine call; thread hops until it is known
+        self._compute_s = INLINE_ALONE_BELOW_S  # moving average of an engine call: unknown, so threads, until
+        # warm-up or the first calls measure it
 
     # -- the HTTP side ---------------------------------------------------------------------------------------
 
@@ -142,10 +145,15 @@ class Batcher:
         """Run each engine on each representative batch (every batch size it will see), so the first requests
         do not pay for lazy initialisation and compilation."""
         loop = asyncio.get_running_loop()
+        smallest = min(batches, key=lambda b: next(iter(b.values())).shape[0], default=None)
         for i, engine in enumerate(self.engines):
             for batch in batches:
                 outputs = await loop.run_in_executor(self._executor, engine.run, batch)
                 _check_rows(outputs, next(iter(batch.values())).shape[0])
+            if smallest is not None:  # a warm call at the smallest batch: where the inline choice starts
+                started = time.perf_counter()
+                await loop.run_in_executor(self._executor, engine.run, smallest)
+                self._compute_s = time.perf_counter() - started
             if say:
                 say(f"warmed up instance {i + 1}/{len(self.engines)} at batch sizes "
                     f"{sorted({next(iter(b.values())).shape[0] for b in batches})}")
@@ -176,13 +184,23 @@ class Batcher:
                 now = loop.time()
                 for item in batch:
                     self.on_queued(now - item.enqueued)
-            self._running_rows += sum(p.rows for p in batch)
-            if self._compute_s < INLINE_BELOW_S:  # a thread hop would cost more than the engine call
+            rows = sum(p.rows for p in batch)
+            self._running_rows += rows
+            if self._inline(rows):
                 self._finish(engine, batch, self._compute(engine, batch))
                 continue
             task = loop.create_task(self._run(engine, batch))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
+
+    def _inline(self, rows: int) -> bool:
+        """Whether to run this batch on the event loop. A thread hop there and back costs about 0.1 ms here; it
+        pays only when the loop has other work meanwhile. A call faster than a hop runs inline; so does a short
+        call on a single engine when no other request is in flight (a lone client), which holds the loop for
+        at most INLINE_ALONE_BELOW_S."""
+        if self._compute_s < INLINE_BELOW_S:
+            return True
+        return len(self.engines) == 1 and self._compute_s < INLINE_ALONE_BELOW_S and self._inflight == rows
 
     @property
     def _peak_window(self) -> float:
