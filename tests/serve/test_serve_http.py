@@ -122,3 +122,21 @@ def test_loadtest_against_the_server(digits_server, cli, tmp_path):
     assert figures["ok"] == 200 and figures["p50_ms"] > 0 and figures["throughput"] > 0
     bad = cli("loadtest", digits_server.url, "--model", "nope", "--requests", "5")
     assert bad.returncode == 2 and "does not serve model 'nope'" in bad.stderr
+
+
+def test_loadtest_rows_sends_that_many_samples_a_request(digits_server, cli, tmp_path):
+    import json
+    import re
+
+    def rows_computed() -> float:
+        text = digits_server.client.get("/metrics").text
+        return float(re.search(r'infertune_batch_size_sum{model="digits-cnn"} (\S+)', text).group(1))
+
+    before = rows_computed()
+    result = cli("loadtest", digits_server.url, "--model", "digits-cnn", "--concurrency", "3", "--requests", "30",
+                 "--rows", "4", "--json", str(tmp_path / "load.json"))
+    assert result.returncode == 0, result.stderr
+    figures = json.loads((tmp_path / "load.json").read_text())
+    assert figures["ok"] == 30 and figures["rows"] == 4
+    assert figures["items_per_s"] == pytest.approx(4 * figures["throughput"])
+    assert rows_computed() - before == 120

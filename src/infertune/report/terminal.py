@@ -145,9 +145,10 @@ def optimize_table(result) -> None:
 def loadtest_table(result) -> None:
     """Latency percentiles of the answered requests, throughput, and every status seen."""
     table = Table(title=f"infertune loadtest {result.url} model {result.model} ({result.mode})")
-    for column in ("sent", "ok", "seconds", "ok/s", "p50 ms", "p90 ms", "p99 ms", "statuses"):
+    for column in ("sent", "ok", "seconds", "ok/s", "samples/s", "p50 ms", "p90 ms", "p99 ms", "statuses"):
         table.add_column(column)
     table.add_row(str(result.sent), str(result.ok), f"{result.seconds:.2f}", f"{result.throughput:.1f}",
+                  f"{result.items_per_s:.1f}",
                   f"{result.percentile(50):.2f}", f"{result.percentile(90):.2f}", f"{result.percentile(99):.2f}",
                   ", ".join(f"{k}: {v}" for k, v in sorted(result.statuses.items())))
     out.print(table)

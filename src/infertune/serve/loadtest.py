@@ -1,6 +1,7 @@
 """`infertune loadtest`: a bounded load generator for a KServe v2 server, closed-loop (`concurrency` clients,
 each sending its next request when the last one is answered) or open-loop (`rate` requests a second on a fixed
-schedule, however slowly the server answers). Requests carry real inputs from a data set, one sample each.
+schedule, however slowly the server answers). Requests carry real inputs from a data set, one sample each, or
+`rows` samples each (as a client that batches its own work would send).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ class LoadResult:
     statuses: Counter = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)  # of the requests answered 200
     generator_waits: int = 0
+    rows: int = 1  # samples per request
+
+    @property
+    def items_per_s(self) -> float:
+        return self.throughput * self.rows
 
     @property
     def ok(self) -> int:
@@ -43,13 +49,14 @@ class LoadResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"url": self.url, "model": self.model, "mode": self.mode, "sent": self.sent, "ok": self.ok,
-                "seconds": self.seconds, "throughput": self.throughput, "statuses": dict(self.statuses),
+                "seconds": self.seconds, "throughput": self.throughput, "rows": self.rows,
+                "items_per_s": self.items_per_s, "statuses": dict(self.statuses),
                 "p50_ms": self.percentile(50), "p90_ms": self.percentile(90), "p99_ms": self.percentile(99),
                 "generator_waits": self.generator_waits}
 
 
 def loadtest(url: str, *, model: str, concurrency: int = 16, requests: int = 2000, rate: float | None = None,
-             data: str | None = None, token: str | None = None, timeout_s: float = 60.0,
+             data: str | None = None, token: str | None = None, timeout_s: float = 60.0, rows: int = 1,
              progress: Callable[[int, int], None] | None = None) -> LoadResult:
     """Send `requests` infer requests to `url` for `model` and measure them.
 
@@ -59,9 +66,12 @@ def loadtest(url: str, *, model: str, concurrency: int = 16, requests: int = 200
         raise ConfigError(f"--concurrency must be a positive integer, got {concurrency}")
     if requests < 1:
         raise ConfigError(f"--requests must be a positive integer, got {requests}")
+    if rows < 1:
+        raise ConfigError(f"--rows must be a positive integer, got {rows}")
     if rate is not None and rate <= 0:
         raise ConfigError(f"--rate must be a positive number of requests a second, got {rate}")
-    coroutine = _loadtest(url.rstrip("/"), model, concurrency, requests, rate, data, token, timeout_s, progress)
+    coroutine = _loadtest(url.rstrip("/"), model, concurrency, requests, rate, data, token, timeout_s, rows,
+                          progress)
     try:
         import uvloop
     except ImportError:
@@ -70,14 +80,14 @@ def loadtest(url: str, *, model: str, concurrency: int = 16, requests: int = 200
         return runner.run(coroutine)
 
 
-async def _loadtest(url, model, concurrency, requests, rate, data, token, timeout_s, progress) -> LoadResult:
+async def _loadtest(url, model, concurrency, requests, rate, data, token, timeout_s, rows, progress) -> LoadResult:
     target = _Target.parse(url, token)
     pool = _Pool(target, limit=concurrency if rate is None else MAX_OPEN_LOOP_INFLIGHT, timeout_s=timeout_s)
     try:
         metadata = await _metadata(pool, target, model)
         infer = f"{target.base}/v2/models/{model}/infer"
-        messages = [target.post(infer, body) for body in request_bodies(metadata, data)]
-        result = LoadResult(url=url, model=model, sent=0, seconds=0.0,
+        messages = [target.post(infer, body) for body in request_bodies(metadata, data, rows=rows)]
+        result = LoadResult(url=url, model=model, sent=0, seconds=0.0, rows=rows,
                             mode=f"open loop at {rate:g}/s" if rate else f"closed loop, concurrency {concurrency}")
 
         step = max(1, requests // 100)
@@ -314,9 +324,10 @@ def _time_out(future: asyncio.Future) -> None:
         future.set_exception(asyncio.TimeoutError())
 
 
-def request_bodies(metadata: dict[str, Any], data: str | None, limit: int = 512) -> list[bytes]:
-    """Up to `limit` distinct one-sample infer requests from real data: held-out sentences for a text model,
-    held-out rows of the model's data set (or `data`) otherwise."""
+def request_bodies(metadata: dict[str, Any], data: str | None, limit: int = 512, rows: int = 1) -> list[bytes]:
+    """Up to `limit` distinct infer requests of `rows` samples each from real data: held-out sentences for a text
+    model, held-out rows of the model's data set (or `data`) otherwise. Request k holds samples k*rows onwards,
+    wrapping around the split."""
     from infertune.data import load_dataset
 
     inputs = metadata["inputs"]
@@ -326,8 +337,10 @@ def request_bodies(metadata: dict[str, Any], data: str | None, limit: int = 512)
         if split.texts is None:
             raise ConfigError(f"model '{metadata['name']}' takes text but data '{source}' holds arrays: "
                               f"pass --data docstrings or a text data set")
-        return [orjson.dumps({"inputs": [{"name": inputs[0]["name"], "datatype": "BYTES", "shape": [1],
-                                          "data": [str(t)]}]}) for t in list(split.texts)[:limit]]
+        texts = [str(t) for t in split.texts]
+        return [orjson.dumps({"inputs": [{"name": inputs[0]["name"], "datatype": "BYTES", "shape": [rows],
+                                          "data": [texts[i % len(texts)] for i in range(k * rows, (k + 1) * rows)]}]})
+                for k in range(min(limit, len(texts)))]
     if not source:
         raise ConfigError(f"model '{metadata['name']}' has no default data set: pass --data (an .npz with its "
                           f"inputs)")
@@ -338,9 +351,10 @@ def request_bodies(metadata: dict[str, Any], data: str | None, limit: int = 512)
              for i in inputs}
     split = load_dataset(source, input_specs=specs).heldout_or_first()
     bodies = []
-    for row in range(min(limit, len(split))):
+    for k in range(min(limit, len(split))):
+        index = np.arange(k * rows, (k + 1) * rows) % len(split)
         bodies.append(orjson.dumps({"inputs": [
-            {"name": name, "datatype": i["datatype"], "shape": [1, *split.inputs[name].shape[1:]],
-             "data": split.inputs[name][row].ravel()} for name, i in zip(specs, inputs)]},
+            {"name": name, "datatype": i["datatype"], "shape": [rows, *split.inputs[name].shape[1:]],
+             "data": split.inputs[name][index].ravel()} for name, i in zip(specs, inputs)]},
             option=orjson.OPT_SERIALIZE_NUMPY))
     return bodies
