@@ -1,7 +1,9 @@
 """What the server costs and what batching buys, measured side by side in one run, on minilm and digits-cnn.
 
-Per model: the engine's offline throughput at the server's max batch size (in this process, before any server
-starts); served throughput at saturation (closed loop, many clients, cache off) and its ratio to offline;
+Per model: the engine's offline throughput at batch 1 and at the server's max batch size (in this process, before
+any server starts; for text, batches of consecutive sentences and of similar lengths); served throughput at
+saturation (closed loop, many clients, cache off) and its ratio to offline; for digits-cnn also with requests of
+several samples each (as a client batching its own work sends);
 served throughput with batching against `--max-batch-size 1`; p50 and p99 at 50 % and 90 % of saturation
 (open loop); per-request overhead (served p50 at concurrency 1 minus the engine's batch-1 p50). Then an overload
 soak on minilm: open loop at 4x saturation for `--soak-seconds`, the statuses seen and the server's resident
@@ -26,11 +28,13 @@ from infertune.serve.loadtest import loadtest
 from infertune.serve.process import ServerProcess
 
 CLIENTS = 64  # closed-loop clients that saturate the server
-RUNS = [("minilm", "docstrings", 32), ("minilm", "docstrings", 8), ("digits-cnn", "digits", 32)]
+RUNS = [("minilm", "docstrings", 32, 1), ("minilm", "docstrings", 8, 1), ("digits-cnn", "digits", 32, 8)]
+# (model, data, --max-batch-size, samples a request in the extra saturation run; 1: no extra run)
 
 
 def offline(model: str, data: str, quick: bool, max_batch: int) -> dict:
-    """The engine alone: items/s at max_batch over held-out batches, and the batch-1 p50 in ms."""
+    """The engine alone: items/s at batch 1 and at max_batch over held-out batches (text: also with similar
+    lengths together, as the server's length-aware batches are), and the batch-1 p50 in ms."""
     import infertune
     from infertune.data import load_dataset
 
@@ -43,12 +47,13 @@ def offline(model: str, data: str, quick: bool, max_batch: int) -> dict:
     for batch in batches[:3] + singles[:20]:
         engine.run(batch)
     seconds = 1.0 if quick else 3.0
-    started, items = time.perf_counter(), 0
-    while time.perf_counter() - started < seconds:
-        for batch in batches:
-            engine.run(batch)
-            items += max_batch
-    throughput = items / (time.perf_counter() - started)
+    figures = {"throughput": items_per_s(engine, batches, seconds),
+               "b1_throughput": items_per_s(engine, singles, seconds)}
+    if split.texts is not None:
+        lengths = [int(engine.model.inputs_for(split, [i])["attention_mask"].sum()) for i in range(n)]
+        order = np.argsort(lengths, kind="stable")
+        similar = [engine.model.inputs_for(split, order[i:i + max_batch]) for i in range(0, n - max_batch + 1, max_batch)]
+        figures["similar_throughput"] = items_per_s(engine, similar, seconds)
     times = []
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -56,10 +61,19 @@ def offline(model: str, data: str, quick: bool, max_batch: int) -> dict:
             t = time.perf_counter()
             engine.run(single)
             times.append((time.perf_counter() - t) * 1000)
-    return {"throughput": throughput, "b1_p50_ms": statistics.median(times)}
+    return {**figures, "b1_p50_ms": statistics.median(times)}
 
 
-def served(model: str, data: str, quick: bool, say, max_batch: int) -> dict:
+def items_per_s(engine, batches: list[dict], seconds: float) -> float:
+    started, items = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        for batch in batches:
+            engine.run(batch)
+            items += next(iter(batch.values())).shape[0]
+    return items / (time.perf_counter() - started)
+
+
+def served(model: str, data: str, quick: bool, say, max_batch: int, rows: int) -> dict:
     scale = 0.25 if quick else 1.0
     figures: dict = {}
     with ServerProcess(model, "--backend", "onnxruntime", "--cache-size", "0", "--max-batch-size", str(max_batch),
@@ -70,6 +84,10 @@ def served(model: str, data: str, quick: bool, say, max_batch: int) -> dict:
         say(f"{model}: saturation, {n} requests")
         figures["saturated"] = loadtest(server.url, model=model, concurrency=CLIENTS, requests=n, data=data)
         capacity = figures["saturated"].throughput
+        if rows > 1:
+            say(f"{model}: saturation with {rows} samples a request")
+            figures["rows"] = loadtest(server.url, model=model, concurrency=CLIENTS, requests=max(n // rows, 300),
+                                       data=data, rows=rows)
         for share in (0.5, 0.9):
             say(f"{model}: open loop at {share:.0%} of saturation ({share * capacity:.0f}/s)")
             figures[share] = loadtest(server.url, model=model, rate=share * capacity,
@@ -131,36 +149,56 @@ def main() -> None:
         print(line, file=sys.stderr, flush=True)
 
     lines = header("Serving", "benchmarks/serving.py", args.quick,
-                   "Each model on onnxruntime fp32, cache off; the load generator "
-                   "(`infertune loadtest`, aiohttp) runs on the same cores as the server, one sample per request, "
-                   "real held-out inputs (natural-length sentences for minilm).")
-    lines += ["| model | --max-batch-size | engine offline items/s at that batch | served at saturation items/s (share of offline) | "
-              "served, --max-batch-size 1 items/s | batching gain | p50 / p99 ms at 50 % | p50 / p99 ms at 90 % | "
-              "engine b1 p50 ms | served p50 ms at concurrency 1 | per-request overhead ms | of it inside the server ms | "
-              "statuses |",
-              "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|"]
+                   "Each model on onnxruntime fp32, cache off; the load generator (`infertune loadtest`: asyncio, "
+                   "uvloop, httptools, requests encoded up front) runs on the same 2 cores as the server, real "
+                   "held-out inputs (natural-length sentences for minilm), one sample per request unless a column "
+                   "says otherwise.")
+    throughput = ["| model | --max-batch-size | engine offline items/s at batch 1 | engine offline items/s at that "
+                  "batch | engine's own batching gain | served at saturation items/s (share of offline at that batch) "
+                  "| served, several samples a request, items/s (share) | served, --max-batch-size 1 items/s | "
+                  "served batching gain | statuses |",
+                  "|---|---:|---:|---|---:|---|---|---:|---:|---|"]
+    latency = ["| model | --max-batch-size | p50 / p99 ms at 50 % of saturation | p50 / p99 ms at 90 % | engine b1 "
+               "p50 ms | served p50 ms at concurrency 1 | per-request overhead ms | of it inside the server ms |",
+               "|---|---:|---|---|---:|---:|---:|---:|"]
     capacities = {}
-    for model, data, max_batch in RUNS:
-        say(f"{model}: engine offline at batch {max_batch}")
+    for model, data, max_batch, rows in RUNS:
+        say(f"{model}: engine offline at batch 1 and {max_batch}")
         engine = offline(model, data, args.quick, max_batch)
-        figures = served(model, data, args.quick, say, max_batch)
+        figures = served(model, data, args.quick, say, max_batch, rows)
         sat, unb, c1 = figures["saturated"], figures["unbatched"], figures["c1"]
         capacities.setdefault(model, sat.throughput)
         statuses = set()
-        for key in ("saturated", 0.5, 0.9, "c1", "unbatched"):
-            statuses |= set(figures[key].statuses)
-        lines.append(
-            f"| {model} | {max_batch} | {engine['throughput']:.0f} | {sat.throughput:.0f} ({sat.throughput / engine['throughput']:.0%})"
-            f" | {unb.throughput:.0f} | {sat.throughput / unb.throughput:.2f}x | "
-            f"{figures[0.5].percentile(50):.2f} / {figures[0.5].percentile(99):.2f} | "
+        for key in ("saturated", 0.5, 0.9, "c1", "unbatched", "rows"):
+            statuses |= set(figures[key].statuses) if key in figures else set()
+        best = max(engine["throughput"], engine.get("similar_throughput", 0))
+        at_batch = f"{engine['throughput']:.0f}"
+        share = f"{sat.throughput / engine['throughput']:.0%}"
+        if "similar_throughput" in engine:
+            at_batch += f" (similar lengths together: {engine['similar_throughput']:.0f})"
+            share += f"; {sat.throughput / engine['similar_throughput']:.0%} of similar lengths"
+        several = "-"
+        if "rows" in figures:
+            several = (f"{figures['rows'].items_per_s:.0f} with {rows} a request "
+                       f"({figures['rows'].items_per_s / engine['throughput']:.0%})")
+        throughput.append(
+            f"| {model} | {max_batch} | {engine['b1_throughput']:.0f} | {at_batch} | "
+            f"{best / engine['b1_throughput']:.2f}x | {sat.throughput:.0f} ({share}) | {several} | "
+            f"{unb.throughput:.0f} | {sat.throughput / unb.throughput:.2f}x | {', '.join(sorted(statuses))} |")
+        latency.append(
+            f"| {model} | {max_batch} | {figures[0.5].percentile(50):.2f} / {figures[0.5].percentile(99):.2f} | "
             f"{figures[0.9].percentile(50):.2f} / {figures[0.9].percentile(99):.2f} | {engine['b1_p50_ms']:.3f} | "
             f"{c1.percentile(50):.3f} | {c1.percentile(50) - engine['b1_p50_ms']:.3f} | "
-            f"{figures['server_ms']['request'] - figures['server_ms']['compute']:.3f} | {', '.join(sorted(statuses))} |")
-        print(lines[-1], flush=True)
-    lines += ["", "Per-request overhead: served p50 at concurrency 1 minus the engine's batch-1 p50 offline; it includes "
-              "the client, HTTP on loopback, JSON both ways and (minilm) tokenizing. \"Inside the server\": the mean "
-              "time from arrival to answer minus the mean engine time, from the server's own /metrics, same run. "
-              "The 'served, --max-batch-size 1' column is the same server with batching off.", ""]
+            f"{figures['server_ms']['request'] - figures['server_ms']['compute']:.3f} |")
+        print(throughput[-1], latency[-1], sep="\n", flush=True)
+    lines += throughput + ["", "The engine's own batching gain: its best offline items/s at the max batch over its "
+                           "items/s at batch 1, what batching can buy at most on this engine. The served batching "
+                           "gain: served at saturation over the same server with `--max-batch-size 1`.", ""]
+    lines += latency + ["", "Per-request overhead: served p50 at concurrency 1 minus the engine's batch-1 p50 "
+                        "offline; it includes the client, HTTP on loopback, JSON both ways, (minilm) tokenizing, "
+                        "and the engine running slower beside the server and client than alone. \"Inside the "
+                        "server\": the mean time from arrival to answer minus the mean engine time, from the "
+                        "server's own /metrics, same run.", ""]
     soaked = soak("minilm", "docstrings", capacities["minilm"], args.soak_seconds * (0.25 if args.quick else 1), say)
     r = soaked["result"]
     growth = soaked["rss_after"] / soaked["rss_before"] - 1
