@@ -281,6 +281,8 @@ def loadtest(
     requests: int = typer.Option(2000, help="requests to send in all"),
     rate: Optional[float] = typer.Option(None, help="open loop: requests a second on a fixed schedule"),
     rows: int = typer.Option(1, help="samples per request (at most the server's --max-batch-size)"),
+    binary: bool = typer.Option(False, help="send and ask for tensors as binary data (the binary tensor data "
+                                            "extension) instead of JSON numbers"),
     data: Optional[str] = typer.Option(None, help="data set or .npz to draw inputs from (default: the model's)"),
     token_file: Optional[Path] = typer.Option(None, help="file holding the server's bearer token"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this JSON file"),
@@ -293,7 +295,7 @@ def loadtest(
     token = read_token(token_file) if token_file is not None else None
     with progress_bar("loadtest") as advance:
         result = run_loadtest(url, model=model, concurrency=concurrency, requests=requests, rate=rate, data=data,
-                              token=token, rows=rows, progress=advance)
+                              token=token, rows=rows, binary=binary, progress=advance)
     loadtest_table(result)
     if json_out is not None:
         from infertune.io import write_json_atomic

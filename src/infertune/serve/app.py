@@ -55,7 +55,8 @@ INFER_BODY = {
     "type": "object", "required": ["inputs"],
     "properties": {
         "id": {"type": "string"},
-        "parameters": {"type": "object", "properties": {"timeout_ms": {"type": "number", "exclusiveMinimum": 0}}},
+        "parameters": {"type": "object", "properties": {"timeout_ms": {"type": "number", "exclusiveMinimum": 0},
+                                                        "binary_data_output": {"type": "boolean"}}},
         "inputs": {"type": "array", "minItems": 1, "items": {
             "type": "object", "required": ["name", "shape", "datatype", "data"],
             "properties": {"name": {"type": "string"},
@@ -63,8 +64,9 @@ INFER_BODY = {
                            "datatype": {"type": "string", "enum": ["BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64",
                                                                    "FP16", "FP32", "FP64", "BYTES"]},
                            "data": {"type": "array"}}}},
-        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
-                                               "properties": {"name": {"type": "string"}}}},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"},
+            "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}},
     },
 }
 ERROR = {"content": {JSON: {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
@@ -114,7 +116,9 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
             await batcher.stop()
 
     app = FastAPI(title="infertune serve", version="1", lifespan=lifespan,
-                  description="KServe v2 (Open Inference Protocol) inference over HTTP, with dynamic batching.")
+                  description="KServe v2 (Open Inference Protocol) inference over HTTP, with dynamic batching. "
+                              "Infer requests may also use the binary tensor data extension: an "
+                              "Inference-Header-Content-Length header, and tensor bytes after the JSON.")
     app.state.infertune = state
     app.state.batcher = batcher
 
@@ -154,7 +158,7 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
     async def server_metadata():
         from infertune import __version__
 
-        return {"name": "infertune", "version": __version__, "extensions": []}
+        return {"name": "infertune", "version": __version__, "extensions": ["binary_tensor_data"]}
 
     @app.get("/v2/health/live", summary="Liveness")
     async def live():
@@ -204,7 +208,7 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
                                                   config.timeout_ms / 1000)
                 except asyncio.TimeoutError:
                     return 408, codec.error_body(f"the request body did not arrive within {config.timeout_ms:g} ms"), None
-                decoded = codec.decode(body, served)
+                decoded = codec.decode(body, served, headers.get(b"inference-header-content-length"))
                 timeout_ms = decoded.timeout_ms or _header_timeout(headers) or config.timeout_ms
             except RequestError as e:
                 return e.status, codec.error_body(e.message), e.headers
@@ -232,7 +236,8 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
                     timer.cancel()
                 cache.put(decoded.key, outputs)
             metrics.request_seconds.observe(loop.time() - arrived)
-            return 200, codec.encode(served, decoded, outputs), None
+            body, extra = codec.encode(served, decoded, outputs)
+            return 200, body, extra
         finally:
             state.inflight -= 1
 
@@ -244,9 +249,11 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
             status, body, extra = 500, codec.error_body(f"internal error ({type(e).__name__}); the server log has "
                                                         f"the details"), None
         metrics.answered(status)
+        extra = {k.lower(): v for k, v in (extra or {}).items()}
+        content_type = extra.pop("content-type", JSON)
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                *((k.lower().encode(), v.encode()) for k, v in (extra or {}).items())]})
+                    "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
+                                *((k.encode(), v.encode()) for k, v in extra.items())]})
         await send({"type": "http.response.body", "body": body})
 
     @app.post("/v2/models/{name}/infer", summary="Inference (KServe v2)",

@@ -1,5 +1,10 @@
 """KServe v2 (Open Inference Protocol) JSON in and out: a request is decoded and checked against the model's
 signature before it may join a batch, so a malformed item is answered 400 alone and never reaches the engine.
+
+The binary tensor data extension (as Triton and KServe define it, so tritonclient works) is supported both ways:
+a request whose `Inference-Header-Content-Length` header gives the JSON's size carries the raw little-endian
+bytes of inputs marked `"parameters": {"binary_data_size": n}` after the JSON; outputs asked for with
+`"binary_data": true` (or the request parameter `binary_data_output`) come back the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from infertune.model.signature import Signature
 DATATYPES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64", "int32": "INT32",
              "int16": "INT16", "int8": "INT8", "uint8": "UINT8", "bool": "BOOL"}
 TEXT_INPUT = "text"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+BINARY_TYPE = "application/octet-stream"
 MAX_TEXT_CHARS = 20_000
 _ALLOWED = {"f": {int, float}, "i": {int}, "b": {bool}}  # exact types: JSON true is not the number 1
 
@@ -73,11 +80,18 @@ class Decoded:
     timeout_ms: float | None
     key: bytes = b""  # hash of the model's name and the request's inputs: the response cache's key
     texts: list[str] | None = field(default=None, repr=False)
+    binary: frozenset[str] = frozenset()  # outputs to answer as binary data
 
 
-def decode(body: bytes, model: ServedModel) -> Decoded:
+def decode(body: bytes, model: ServedModel, header_length: bytes | None = None) -> Decoded:
     """Parse and check an infer request; raise RequestError(400) naming the input, the expected and the
-    received shape or type."""
+    received shape or type. `header_length`: the Inference-Header-Content-Length header, when sent."""
+    binary = b""
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise RequestError(400, f"{HEADER_LENGTH} must be the size in bytes of the JSON at the start of the "
+                                    f"body ({len(body)} bytes), got {header_length.decode(errors='replace')!r}")
+        body, binary = body[:int(header_length)], memoryview(body)[int(header_length):]
     try:
         request = orjson.loads(body)
     except orjson.JSONDecodeError as e:
@@ -95,7 +109,10 @@ def decode(body: bytes, model: ServedModel) -> Decoded:
     if not isinstance(parameters, dict):
         raise RequestError(400, '"parameters" must be a JSON object')
     timeout_ms = _timeout(parameters.get("timeout_ms"))
-    outputs = _requested_outputs(request.get("outputs"), model)
+    binary_output = parameters.get("binary_data_output", False)
+    if not isinstance(binary_output, bool):
+        raise RequestError(400, f"parameters.binary_data_output must be true or false, got {binary_output!r}")
+    outputs, binary_outputs = _requested_outputs(request.get("outputs"), model, binary_output)
     tensors: dict[str, dict] = {}
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
@@ -103,17 +120,18 @@ def decode(body: bytes, model: ServedModel) -> Decoded:
         if item["name"] in tensors:
             raise RequestError(400, f"input '{item['name']}' is given twice")
         tensors[item["name"]] = item
+    raw = _binary_parts(tensors, binary)
     if model.is_text:
-        texts = _texts(tensors, model)
+        texts = _texts(tensors, model, raw.get(TEXT_INPUT))
         key = _key(model.name, outputs, [t.encode() for t in texts])
         return Decoded(inputs={}, rows=len(texts), request_id=request_id, outputs=outputs, timeout_ms=timeout_ms,
-                       key=key, texts=texts)
+                       key=key, texts=texts, binary=binary_outputs)
     inputs = {}
     for spec in model.signature.inputs:
         if spec.name not in tensors:
             raise RequestError(400, f"input '{spec.name}' is missing: model '{model.name}' expects "
                                     f"{_expects(model)}")
-        inputs[spec.name] = _array(tensors.pop(spec.name), spec, model)
+        inputs[spec.name] = _array(tensors.pop(spec.name), spec, model, raw.get(spec.name))
     if tensors:
         raise RequestError(400, f"unknown input '{next(iter(tensors))}': model '{model.name}' expects "
                                 f"{_expects(model)}")
@@ -124,17 +142,31 @@ def decode(body: bytes, model: ServedModel) -> Decoded:
     n = rows.pop()
     _check_rows(n, model)
     key = _key(model.name, outputs, [f"{k}:{a.dtype}:{a.shape}".encode() + a.tobytes() for k, a in inputs.items()])
-    return Decoded(inputs=inputs, rows=n, request_id=request_id, outputs=outputs, timeout_ms=timeout_ms, key=key)
+    return Decoded(inputs=inputs, rows=n, request_id=request_id, outputs=outputs, timeout_ms=timeout_ms, key=key,
+                   binary=binary_outputs)
 
 
-def encode(model: ServedModel, decoded: Decoded, outputs: dict[str, np.ndarray]) -> bytes:
-    names = decoded.outputs or list(outputs)
-    body: dict[str, Any] = {"model_name": model.name, "model_version": "1", "outputs": [
-        {"name": name, "datatype": DATATYPES.get(str(outputs[name].dtype), str(outputs[name].dtype).upper()), "shape": list(outputs[name].shape),
-         "data": outputs[name].ravel()} for name in names]}
+def encode(model: ServedModel, decoded: Decoded, outputs: dict[str, np.ndarray]) -> tuple[bytes, dict[str, str] | None]:
+    """The response body, and its headers when it carries binary data (None: plain JSON)."""
+    tensors, raw = [], []
+    for name in decoded.outputs or list(outputs):
+        array = outputs[name]
+        tensor = {"name": name, "datatype": DATATYPES.get(str(array.dtype), str(array.dtype).upper()),
+                  "shape": list(array.shape)}
+        if name in decoded.binary:
+            data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(data)}
+            raw.append(data)
+        else:
+            tensor["data"] = array.ravel()
+        tensors.append(tensor)
+    body: dict[str, Any] = {"model_name": model.name, "model_version": "1", "outputs": tensors}
     if decoded.request_id is not None:
         body["id"] = decoded.request_id
-    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not raw:
+        return header, None
+    return header + b"".join(raw), {HEADER_LENGTH: str(len(header)), "Content-Type": BINARY_TYPE}
 
 
 def error_body(message: str) -> bytes:
@@ -159,17 +191,52 @@ def _timeout(value) -> float | None:
     return float(value)
 
 
-def _requested_outputs(value, model: ServedModel) -> list[str] | None:
-    if value is None:
-        return None
+def _requested_outputs(value, model: ServedModel, binary_output: bool) -> tuple[list[str] | None, frozenset[str]]:
+    """The outputs asked for (None: all), and those to answer as binary data."""
     names = model.signature.output_names
+    if value is None:
+        return None, frozenset(names if binary_output else ())
     if not isinstance(value, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in value):
         raise RequestError(400, '"outputs" must be a list of {"name": ...}')
-    wanted = [o["name"] for o in value]
-    for name in wanted:
+    wanted, binary = [], set()
+    for output in value:
+        name = output["name"]
         if name not in names:
             raise RequestError(400, f"unknown output '{name}': model '{model.name}' has {', '.join(names)}")
-    return wanted or None
+        parameters = output.get("parameters") or {}
+        flag = parameters.get("binary_data", binary_output) if isinstance(parameters, dict) else None
+        if not isinstance(flag, bool):
+            raise RequestError(400, f"output '{name}': parameters.binary_data must be true or false")
+        wanted.append(name)
+        if flag:
+            binary.add(name)
+    if not wanted:
+        return None, frozenset(names if binary_output else ())
+    return wanted, frozenset(binary)
+
+
+def _binary_parts(tensors: dict[str, dict], binary) -> dict[str, memoryview]:
+    """Each binary input's bytes, cut from what follows the JSON in the order the inputs came."""
+    parts, offset = {}, 0
+    for name, item in tensors.items():
+        parameters = item.get("parameters")
+        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        if size is None:
+            continue
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise RequestError(400, f"input '{name}': parameters.binary_data_size must be a byte count, got {size!r}")
+        if "data" in item:
+            raise RequestError(400, f"input '{name}' has both \"data\" and binary_data_size: send one of them")
+        if offset + size > len(binary):
+            raise RequestError(400, f"input '{name}' says binary_data_size {size}, but only {len(binary) - offset} "
+                                    f"bytes follow the JSON for it: send the {HEADER_LENGTH} header and the tensor "
+                                    f"bytes after the JSON")
+        parts[name] = binary[offset:offset + size]
+        offset += size
+    if offset != len(binary):
+        raise RequestError(400, f"{len(binary) - offset} bytes after the JSON belong to no input: the inputs' "
+                                f"binary_data_size add up to {offset}")
+    return parts
 
 
 def _check_shape_field(item: dict, name: str) -> list[int]:
@@ -191,7 +258,7 @@ def _flat(data, name: str) -> list:
     return data
 
 
-def _array(item: dict, spec, model: ServedModel) -> np.ndarray:
+def _array(item: dict, spec, model: ServedModel, raw: memoryview | None = None) -> np.ndarray:
     name = spec.name
     expected_type = DATATYPES.get(spec.dtype, spec.dtype)
     if item.get("datatype") != expected_type:
@@ -200,10 +267,25 @@ def _array(item: dict, spec, model: ServedModel) -> np.ndarray:
     if len(shape) != len(spec.shape) or any(isinstance(d, int) and d != s for d, s in zip(spec.shape, shape)) \
             or 0 in shape[1:]:
         raise RequestError(400, f"input '{name}' has shape {shape}, expected {_shape(spec.shape)}")
+    kind = np.dtype(spec.dtype).kind
+    if raw is not None:
+        wire = np.dtype("uint8" if kind == "b" else spec.dtype).newbyteorder("<")
+        if len(raw) != math.prod(shape) * wire.itemsize:
+            raise RequestError(400, f"input '{name}' has {len(raw)} bytes of binary data; shape {shape} of "
+                                    f"{expected_type} needs {math.prod(shape) * wire.itemsize}")
+        array = np.frombuffer(raw, dtype=wire).reshape(shape)
+        if kind == "b":
+            if (array > 1).any():
+                raise RequestError(400, f"input '{name}' (BOOL) holds a byte other than 0 or 1")
+            array = array.astype(bool)
+        else:
+            array = array.astype(spec.dtype)  # native byte order, and a copy the engine may keep
+        if kind == "f" and not np.isfinite(array).all():
+            raise RequestError(400, f"input '{name}' holds a value that is not finite (NaN or infinity)")
+        return array
     data = _flat(item.get("data"), name)
     if len(data) != math.prod(shape):
         raise RequestError(400, f"input '{name}' has {len(data)} values; shape {shape} needs {math.prod(shape)}")
-    kind = np.dtype(spec.dtype).kind
     allowed = _ALLOWED[kind if kind in "fb" else "i"]
     if not set(map(type, data)) <= allowed:
         bad = next(v for v in data if type(v) not in allowed)
@@ -219,7 +301,7 @@ def _array(item: dict, spec, model: ServedModel) -> np.ndarray:
     return array
 
 
-def _texts(tensors: dict[str, dict], model: ServedModel) -> list[str]:
+def _texts(tensors: dict[str, dict], model: ServedModel, raw: memoryview | None = None) -> list[str]:
     item = tensors.pop(TEXT_INPUT, None)
     if item is None:
         raise RequestError(400, f"input '{TEXT_INPUT}' is missing: model '{model.name}' expects {_expects(model)}")
@@ -229,7 +311,7 @@ def _texts(tensors: dict[str, dict], model: ServedModel) -> list[str]:
     if item.get("datatype") != "BYTES":
         raise RequestError(400, f"input '{TEXT_INPUT}' has datatype {item.get('datatype')!r}, expected BYTES")
     shape = _check_shape_field(item, TEXT_INPUT)
-    data = _flat(item.get("data"), TEXT_INPUT)
+    data = _flat(item.get("data"), TEXT_INPUT) if raw is None else _binary_strings(raw)
     if len(shape) != 1 or shape[0] != len(data):
         raise RequestError(400, f"input '{TEXT_INPUT}' has shape {shape} and {len(data)} strings; "
                                 f"expected shape [{len(data)}]")
@@ -242,6 +324,29 @@ def _texts(tensors: dict[str, dict], model: ServedModel) -> list[str]:
                                 f"limit of {MAX_TEXT_CHARS}: split or shorten it")
     _check_rows(len(data), model)
     return data
+
+
+def _binary_strings(raw: memoryview) -> list[str]:
+    """BYTES as binary data: each element a 4-byte little-endian length, then that many bytes (UTF-8 here)."""
+    texts, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise RequestError(400, f"input '{TEXT_INPUT}': binary data ends inside a 4-byte length prefix")
+        size = int.from_bytes(raw[offset:offset + 4], "little")
+        offset += 4
+        if offset + size > len(raw) or size > 4 * MAX_TEXT_CHARS:
+            raise RequestError(400, f"input '{TEXT_INPUT}': a string of {size} bytes does not fit the binary data "
+                                    f"(or the limit of {4 * MAX_TEXT_CHARS} bytes)")
+        try:
+            texts.append(str(raw[offset:offset + size], "utf-8"))
+        except UnicodeDecodeError:
+            raise RequestError(400, f"input '{TEXT_INPUT}': string {len(texts)} is not UTF-8") from None
+        offset += size
+    return texts
+
+
+def to_binary_strings(texts: list[str]) -> bytes:
+    return b"".join(len(b).to_bytes(4, "little") + b for b in (t.encode() for t in texts))
 
 
 def _check_rows(n: int, model: ServedModel) -> None:

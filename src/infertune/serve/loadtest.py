@@ -1,7 +1,7 @@
 """`infertune loadtest`: a bounded load generator for a KServe v2 server, closed-loop (`concurrency` clients,
 each sending its next request when the last one is answered) or open-loop (`rate` requests a second on a fixed
 schedule, however slowly the server answers). Requests carry real inputs from a data set, one sample each, or
-`rows` samples each (as a client that batches its own work would send).
+`rows` samples each (as a client that batches its own work would send), in JSON or as binary tensor data.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class LoadResult:
 
 def loadtest(url: str, *, model: str, concurrency: int = 16, requests: int = 2000, rate: float | None = None,
              data: str | None = None, token: str | None = None, timeout_s: float = 60.0, rows: int = 1,
-             progress: Callable[[int, int], None] | None = None) -> LoadResult:
+             binary: bool = False, progress: Callable[[int, int], None] | None = None) -> LoadResult:
     """Send `requests` infer requests to `url` for `model` and measure them.
 
     Example: `loadtest("http://127.0.0.1:8000", model="digits-cnn", concurrency=16).throughput`.
@@ -70,7 +70,7 @@ def loadtest(url: str, *, model: str, concurrency: int = 16, requests: int = 200
         raise ConfigError(f"--rows must be a positive integer, got {rows}")
     if rate is not None and rate <= 0:
         raise ConfigError(f"--rate must be a positive number of requests a second, got {rate}")
-    coroutine = _loadtest(url.rstrip("/"), model, concurrency, requests, rate, data, token, timeout_s, rows,
+    coroutine = _loadtest(url.rstrip("/"), model, concurrency, requests, rate, data, token, timeout_s, rows, binary,
                           progress)
     try:
         import uvloop
@@ -80,15 +80,18 @@ def loadtest(url: str, *, model: str, concurrency: int = 16, requests: int = 200
         return runner.run(coroutine)
 
 
-async def _loadtest(url, model, concurrency, requests, rate, data, token, timeout_s, rows, progress) -> LoadResult:
+async def _loadtest(url, model, concurrency, requests, rate, data, token, timeout_s, rows, binary,
+                    progress) -> LoadResult:
     target = _Target.parse(url, token)
     pool = _Pool(target, limit=concurrency if rate is None else MAX_OPEN_LOOP_INFLIGHT, timeout_s=timeout_s)
     try:
         metadata = await _metadata(pool, target, model)
         infer = f"{target.base}/v2/models/{model}/infer"
-        messages = [target.post(infer, body) for body in request_bodies(metadata, data, rows=rows)]
+        messages = [target.post(infer, body, header_length)
+                    for body, header_length in request_bodies(metadata, data, rows=rows, binary=binary)]
         result = LoadResult(url=url, model=model, sent=0, seconds=0.0, rows=rows,
-                            mode=f"open loop at {rate:g}/s" if rate else f"closed loop, concurrency {concurrency}")
+                            mode=(f"open loop at {rate:g}/s" if rate else f"closed loop, concurrency {concurrency}")
+                            + (", binary tensors" if binary else ""))
 
         step = max(1, requests // 100)
 
@@ -188,9 +191,11 @@ class _Target:
         headers = f"Host: {host}:{port}\r\n" + (f"Authorization: Bearer {token}\r\n" if token else "")
         return cls(url=url, host=parts.hostname, port=port, base=parts.path.rstrip("/"), headers=headers.encode())
 
-    def post(self, path: str, body: bytes) -> bytes:
+    def post(self, path: str, body: bytes, header_length: int | None = None) -> bytes:
+        binary = f"Inference-Header-Content-Length: {header_length}\r\n" if header_length is not None else ""
+        kind = "application/octet-stream" if header_length is not None else "application/json"
         return (f"POST {path} HTTP/1.1\r\n".encode() + self.headers +
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+                f"Content-Type: {kind}\r\n{binary}Content-Length: {len(body)}\r\n\r\n".encode() + body)
 
     def get(self, path: str) -> bytes:
         return f"GET {path} HTTP/1.1\r\n".encode() + self.headers + b"\r\n"
@@ -324,10 +329,12 @@ def _time_out(future: asyncio.Future) -> None:
         future.set_exception(asyncio.TimeoutError())
 
 
-def request_bodies(metadata: dict[str, Any], data: str | None, limit: int = 512, rows: int = 1) -> list[bytes]:
+def request_bodies(metadata: dict[str, Any], data: str | None, limit: int = 512, rows: int = 1,
+                   binary: bool = False) -> list[tuple[bytes, int | None]]:
     """Up to `limit` distinct infer requests of `rows` samples each from real data: held-out sentences for a text
     model, held-out rows of the model's data set (or `data`) otherwise. Request k holds samples k*rows onwards,
-    wrapping around the split."""
+    wrapping around the split. Each is (body, None) in JSON, or (body, length of its JSON header) with `binary`:
+    tensors as binary data both ways (the binary tensor data extension)."""
     from infertune.data import load_dataset
 
     inputs = metadata["inputs"]
@@ -338,9 +345,8 @@ def request_bodies(metadata: dict[str, Any], data: str | None, limit: int = 512,
             raise ConfigError(f"model '{metadata['name']}' takes text but data '{source}' holds arrays: "
                               f"pass --data docstrings or a text data set")
         texts = [str(t) for t in split.texts]
-        return [orjson.dumps({"inputs": [{"name": inputs[0]["name"], "datatype": "BYTES", "shape": [rows],
-                                          "data": [texts[i % len(texts)] for i in range(k * rows, (k + 1) * rows)]}]})
-                for k in range(min(limit, len(texts)))]
+        return [_body({inputs[0]["name"]: ("BYTES", [texts[i % len(texts)] for i in range(k * rows, (k + 1) * rows)])},
+                      binary) for k in range(min(limit, len(texts)))]
     if not source:
         raise ConfigError(f"model '{metadata['name']}' has no default data set: pass --data (an .npz with its "
                           f"inputs)")
@@ -353,8 +359,29 @@ def request_bodies(metadata: dict[str, Any], data: str | None, limit: int = 512,
     bodies = []
     for k in range(min(limit, len(split))):
         index = np.arange(k * rows, (k + 1) * rows) % len(split)
-        bodies.append(orjson.dumps({"inputs": [
-            {"name": name, "datatype": i["datatype"], "shape": [rows, *split.inputs[name].shape[1:]],
-             "data": split.inputs[name][index].ravel()} for name, i in zip(specs, inputs)]},
-            option=orjson.OPT_SERIALIZE_NUMPY))
+        bodies.append(_body({name: (i["datatype"], split.inputs[name][index]) for name, i in zip(specs, inputs)},
+                            binary))
     return bodies
+
+
+def _body(tensors: dict[str, tuple[str, Any]], binary: bool) -> tuple[bytes, int | None]:
+    """One infer request: name -> (datatype, array or list of strings)."""
+    from infertune.serve.codec import to_binary_strings
+
+    items, raw = [], []
+    for name, (datatype, values) in tensors.items():
+        shape = [len(values)] if datatype == "BYTES" else list(values.shape)
+        item = {"name": name, "datatype": datatype, "shape": shape}
+        if binary:
+            data = to_binary_strings(values) if datatype == "BYTES" else np.ascontiguousarray(
+                values, dtype=values.dtype.newbyteorder("<")).tobytes()
+            item["parameters"] = {"binary_data_size": len(data)}
+            raw.append(data)
+        else:
+            item["data"] = values if datatype == "BYTES" else values.ravel()
+        items.append(item)
+    request: dict[str, Any] = {"inputs": items}
+    if binary:
+        request["parameters"] = {"binary_data_output": True}
+    header = orjson.dumps(request, option=orjson.OPT_SERIALIZE_NUMPY)
+    return (header + b"".join(raw), len(header)) if binary else (header, None)
