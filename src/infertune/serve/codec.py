@@ -154,7 +154,7 @@ def encode(model: ServedModel, decoded: Decoded, outputs: dict[str, np.ndarray])
         tensor = {"name": name, "datatype": DATATYPES.get(str(array.dtype), str(array.dtype).upper()),
                   "shape": list(array.shape)}
         if name in decoded.binary:
-            data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+            data = to_binary(array)
             tensor["parameters"] = {"binary_data_size": len(data)}
             raw.append(data)
         else:
@@ -343,6 +343,11 @@ def _binary_strings(raw: memoryview) -> list[str]:
             raise RequestError(400, f"input '{TEXT_INPUT}': string {len(texts)} is not UTF-8") from None
         offset += size
     return texts
+
+
+def to_binary(array: np.ndarray) -> bytes:
+    """A tensor as binary data: little-endian, row major, no padding."""
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 
 def to_binary_strings(texts: list[str]) -> bytes:
