@@ -15,6 +15,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="infertune: make a trained model respond faster, and prove what it cost.")
 
 DEFAULT_BACKENDS = "torch,torch-compile,onnxruntime,openvino"
+_LIMITS = __import__("infertune.serve.limits", fromlist=["HttpLimits"]).HttpLimits()  # the defaults, said once
 
 
 def _parse_batch_sizes(text: str) -> tuple[int, ...]:
@@ -255,20 +256,38 @@ def serve(
     cache_ttl_s: Optional[float] = typer.Option(None, help="seconds a cached response stays valid (default: forever)"),
     timeout_ms: float = typer.Option(30000.0, help="deadline of a request that sets none (parameters.timeout_ms or "
                                                    "X-Timeout-Ms); past it: 504"),
-    max_body_bytes: int = typer.Option(8 * 1024 * 1024, help="largest request body; past it: 413"),
+    max_body_bytes: Optional[int] = typer.Option(None, help="largest request body; past it: 413 (default: what "
+                                                            "--max-batch-size rows of the model can need as JSON)"),
     instances: int = typer.Option(1, help="engine copies, each running one batch at a time (cores are split)"),
     option: list[str] = typer.Option([], help="backend setting key=value, repeatable (for example spinning=false "
                                               "for onnxruntime)"),
     token_file: Optional[Path] = typer.Option(None, help="file holding a token; requests then need "
                                                          "'Authorization: Bearer TOKEN' (401 otherwise)"),
+    max_request_line: int = typer.Option(_LIMITS.max_request_line, help="longest request line (method, URL, "
+                                                                        "version) in bytes; past it: 414"),
+    max_header_bytes: int = typer.Option(_LIMITS.max_header_bytes, help="most bytes of request line and headers; "
+                                                                        "past it: 431, before any parsing"),
+    max_headers: int = typer.Option(_LIMITS.max_headers, help="most header fields in a request; past it: 431"),
+    header_timeout_s: float = typer.Option(_LIMITS.header_timeout_s, help="seconds from a request's first byte "
+                                           "(or a new connection's opening) to the end of its headers; past it: "
+                                           "408 and the connection is closed (slow clients, silent connections)"),
+    body_timeout_s: float = typer.Option(_LIMITS.body_timeout_s, help="seconds from a request's first byte to "
+                                         "the end of its body; past it: 408 and the connection is closed"),
+    max_connections: int = typer.Option(_LIMITS.max_connections, help="open connections at most; past it the "
+                                        "oldest one not running a request is closed, or, when all are busy, the "
+                                        "new one gets 503 (the liveness probe still answers)"),
 ) -> None:
     """Serve a model over HTTP (KServe v2) with dynamic batching, a response cache and overload control."""
     from infertune.serve.app import ServeConfig
+    from infertune.serve.limits import HttpLimits
     from infertune.serve.server import serve as run_serve
 
+    limits = HttpLimits(max_request_line=max_request_line, max_header_bytes=max_header_bytes,
+                        max_headers=max_headers, header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
+                        max_connections=max_connections)
     config = ServeConfig(max_batch_size=max_batch_size, max_delay_ms=max_delay_ms, max_queue=max_queue,
                          cache_size=cache_size, cache_ttl_s=cache_ttl_s, timeout_ms=timeout_ms,
-                         max_body_bytes=max_body_bytes, instances=instances)
+                         max_body_bytes=max_body_bytes, instances=instances, limits=limits)
     run_serve(model, host=host, port=port, name=name, backend=backend, weights=weights, data=data, config=config,
               token_file=token_file, options=_parse_options(option))
 
@@ -303,19 +322,40 @@ def loadtest(
         write_json_atomic(json_out, result.to_dict())
 
 
-def main() -> None:
-    import click
+def _click_errors() -> tuple[type, type, type, type]:
+    """(ClickException, UsageError, Abort, Exit) of whichever click the installed Typer uses: Typer 0.16+ vendors
+    its own (`typer._click`), older ones use `click`; matching one module's classes misses the other's."""
+    mro = typer.BadParameter.__mro__
+    click_exception = next(c for c in mro if c.__name__ == "ClickException")
+    usage_error = next(c for c in mro if c.__name__ == "UsageError")
+    return click_exception, usage_error, typer.Abort, typer.Exit
 
+
+def _usage_line(error) -> str:
+    """A usage error on one line, with where to read more: 'error: No such option: --x (see infertune bench --help)'."""
+    message = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)
+    where = context.command_path if context is not None else "infertune"
+    return f"error: {message} (see '{where} --help')"
+
+
+def main() -> None:
+    click_exception, usage_error, abort, exit_ = _click_errors()
     try:
         app(standalone_mode=False)
-    except click.exceptions.Abort:
+    except abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except click.exceptions.ClickException as e:
-        e.show()
-        sys.exit(2 if isinstance(e, click.exceptions.UsageError) else e.exit_code)
-    except click.exceptions.Exit as e:
+    except usage_error as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `infertune` alone: the help is printed, nothing failed
+            sys.exit(0)
+        typer.echo(_usage_line(e), err=True)
+        sys.exit(2)
+    except click_exception as e:
+        typer.echo(f"error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
+    except exit_ as e:
+        sys.exit(getattr(e, "exit_code", 0))
     except InputError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)

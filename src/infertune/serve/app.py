@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +23,11 @@ from infertune.serve.batcher import Batcher, DeadlineExceeded, EngineFailed, Que
 from infertune.serve.cache import ResponseCache
 from infertune.serve.codec import RequestError, ServedModel
 from infertune.serve.metrics import ServerMetrics
+from infertune.serve.limits import HttpLimits
 
 log = logging.getLogger("infertune.serve")
 JSON = "application/json"
+TOKENIZE_INLINE_CHARS = 4096  # a request with more text than this is tokenized in a thread, off the event loop
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,10 @@ class ServeConfig:
     cache_size: int = 1024
     cache_ttl_s: float | None = None
     timeout_ms: float = 30_000.0  # the deadline of a request that sets none
-    max_body_bytes: int = 8 * 1024 * 1024
+    max_body_bytes: int | None = None  # None: what max_batch_size rows of the model can need (ServedModel.body_limit)
     instances: int = 1
     drain_timeout_s: float = 30.0
+    limits: HttpLimits = HttpLimits()
 
 
 class ServerState:
@@ -49,6 +53,27 @@ class ServerState:
         self.inflight = 0
         self.warmup_error: str | None = None
         self.exit = None  # set by the runner: tells uvicorn to stop once drained
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.drain_requested: asyncio.Event | None = None
+        self.changed: asyncio.Event | None = None  # set, while draining, whenever in-flight work finishes
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.drain_requested = asyncio.Event()
+        self.changed = asyncio.Event()
+
+    def drain(self) -> bool:
+        """Stop taking work and exit once what is in flight is answered. Safe from a signal handler; False when
+        the server is not running yet (then there is nothing to drain)."""
+        self.draining = True
+        if self.loop is None or self.loop.is_closed():
+            return False
+        self.loop.call_soon_threadsafe(self.drain_requested.set)
+        return True
+
+    def settled(self) -> None:
+        if self.draining and self.changed is not None:
+            self.changed.set()
 
 
 INFER_BODY = {
@@ -77,12 +102,15 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
     """An ASGI app serving `served` on `engines` (one batch at a time each). `warmup`: representative batches
     run on every engine before `ready` turns true."""
     state = ServerState()
-    metrics = ServerMetrics(served.name, config.max_batch_size, lambda: batcher.queue_depth)
+    metrics = ServerMetrics(served.name, config.max_batch_size, lambda: batcher.queue_depth,
+                            alive=lambda: batcher.alive)
     batcher = Batcher(engines, max_batch_size=config.max_batch_size, max_delay_ms=config.max_delay_ms,
                       max_queue=config.max_queue, on_batch=metrics.batch,
-                      on_queued=metrics.queue_seconds.observe,
+                      on_queued=metrics.queue_seconds.observe, on_idle=state.settled, name=served.name,
                       pad_axes={s.name: 1 for s in served.signature.inputs} if served.is_text else None)
     cache = ResponseCache(config.cache_size, config.cache_ttl_s)
+    body_limit = config.max_body_bytes or served.body_limit()
+    tokenizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infertune-tokenize") if served.is_text else None
 
     async def warm_up():
         try:
@@ -94,18 +122,24 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
             say(state.warmup_error)
 
     async def drain_watch():
-        while True:
-            await asyncio.sleep(0.01)
-            if state.draining:
-                deadline = asyncio.get_running_loop().time() + config.drain_timeout_s
-                while (state.inflight or batcher.busy) and asyncio.get_running_loop().time() < deadline:
-                    await asyncio.sleep(0.01)
-                if state.exit is not None:
-                    state.exit()
-                return
+        """Sleeps until a drain is asked for, then wakes only when in-flight work finishes (no polling)."""
+        await state.drain_requested.wait()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + config.drain_timeout_s
+        while state.inflight or batcher.busy:
+            state.changed.clear()
+            try:
+                await asyncio.wait_for(state.changed.wait(), deadline - loop.time())
+            except (asyncio.TimeoutError, ValueError):
+                say(f"drain: {state.inflight} requests still in flight after {config.drain_timeout_s:g} s; "
+                    f"exiting anyway")
+                break
+        if state.exit is not None:
+            state.exit()
 
     @asynccontextmanager
     async def lifespan(app):
+        state.start()
         batcher.start()
         tasks = [asyncio.create_task(warm_up()), asyncio.create_task(drain_watch())]
         try:
@@ -114,6 +148,8 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
             for task in tasks:
                 task.cancel()
             await batcher.stop()
+            if tokenizer is not None:
+                tokenizer.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="infertune serve", version="1", lifespan=lifespan,
                   description="KServe v2 (Open Inference Protocol) inference over HTTP, with dynamic batching. "
@@ -121,12 +157,17 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
                               "Inference-Header-Content-Length header, and tensor bytes after the JSON.")
     app.state.infertune = state
     app.state.batcher = batcher
+    app.state.metrics = metrics
+    app.state.config = config
+    app.state.body_limit = body_limit
 
     def answer(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
         metrics.answered(status)
         return Response(body, status_code=status, media_type=JSON, headers=headers)
 
     def not_ready() -> str | None:
+        if batcher.failure:
+            return f"model '{served.name}' cannot be served: {batcher.failure}; the server must be restarted"
         if state.draining:
             return "the server is draining (shutting down): retry on another replica"
         if not state.ready:
@@ -160,8 +201,11 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
 
         return {"name": "infertune", "version": __version__, "extensions": ["binary_tensor_data"]}
 
-    @app.get("/v2/health/live", summary="Liveness")
+    @app.get("/v2/health/live", summary="Liveness: false only when the server cannot serve until restarted",
+             responses={503: ERROR})
     async def live():
+        if batcher.failure:  # a dead batch loop never comes back: an orchestrator should restart the process
+            return Response(codec.error_body(not_ready()), status_code=503, media_type=JSON)
         return {"live": True}
 
     @app.get("/v2/health/ready", summary="Readiness: true after warm-up, false while draining",
@@ -204,7 +248,7 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
                 return 503, codec.error_body(reason), {"Retry-After": "1"}
             try:
                 try:  # a client that trickles its body must not hold a drain open
-                    body = await asyncio.wait_for(_read_body(headers, receive, config.max_body_bytes),
+                    body = await asyncio.wait_for(_read_body(headers, receive, body_limit),
                                                   config.timeout_ms / 1000)
                 except asyncio.TimeoutError:
                     return 408, codec.error_body(f"the request body did not arrive within {config.timeout_ms:g} ms"), None
@@ -218,12 +262,19 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
             else:
                 if config.cache_size:
                     metrics.cache_misses.inc()
-                inputs = served.encode_texts(decoded.texts) if served.is_text else decoded.inputs
                 deadline = arrived + timeout_ms / 1000
+                if not served.is_text:
+                    inputs = decoded.inputs
+                elif sum(map(len, decoded.texts)) <= TOKENIZE_INLINE_CHARS:
+                    inputs = served.encode_texts(decoded.texts)
+                else:  # long texts: tokenizing them would hold every other request up
+                    inputs = await loop.run_in_executor(tokenizer, served.encode_texts, decoded.texts)
                 try:
-                    future = batcher.submit(inputs, decoded.rows, deadline)
+                    future = batcher.submit(inputs, decoded.rows, deadline, decoded.request_id)
                 except QueueFull as e:
                     return 429, codec.error_body(f"{e}: retry later"), {"Retry-After": "1"}
+                except EngineFailed as e:  # the batch loop has ended: nothing will be served until a restart
+                    return 503, codec.error_body(str(e)), None
                 timer = loop.call_at(deadline, _expire, future)  # cheaper than wait_for's task per request
                 try:
                     outputs = await future
@@ -240,6 +291,8 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
             return 200, body, extra
         finally:
             state.inflight -= 1
+            if not state.inflight:
+                state.settled()
 
     async def answer_infer(name: str, headers: dict[bytes, bytes], receive, send) -> None:
         try:

@@ -12,6 +12,7 @@ at once. A lone client is served at once; many clients get full batches.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+log = logging.getLogger("infertune.serve")
 PEAK_WINDOW_S = 0.05  # a burst of concurrent requests is remembered this long, or 4 engine calls if longer
 INLINE_BELOW_S = 0.0003  # engine calls faster than this on average run on the event loop, not in a thread
 INLINE_ALONE_BELOW_S = 0.01  # ... and so do calls up to this long when the batch is all there is in flight
@@ -46,6 +48,7 @@ class Pending:
     deadline: float | None = None
     group: tuple = ()   # items join one batch only within a group (their unpadded shapes agree)
     length: int = 0     # the padded axis' length, for length-aware batches
+    request_id: str | None = None  # the client's id, for the log
 
 
 class Batcher:
@@ -59,7 +62,8 @@ class Batcher:
 
     def __init__(self, engines: list[Any], *, max_batch_size: int, max_delay_ms: float, max_queue: int,
                  pad_axes: dict[str, int] | None = None, on_batch: Callable[[int, float], None] | None = None,
-                 on_queued: Callable[[float], None] | None = None):
+                 on_queued: Callable[[float], None] | None = None, on_idle: Callable[[], None] | None = None,
+                 name: str = "model"):
         self.engines = engines
         self.max_batch_size = max_batch_size
         self.max_delay = max_delay_ms / 1000
@@ -67,6 +71,9 @@ class Batcher:
         self.pad_axes = pad_axes or {}
         self.on_batch = on_batch  # (rows, compute seconds) after each engine call
         self.on_queued = on_queued  # (seconds an item waited) as its batch starts
+        self.on_idle = on_idle  # nothing queued or running any more (a drain waits for it)
+        self.name = name
+        self.failure: str | None = None  # why the batch loop ended, if it ever does (then nothing is served)
         self._queue: deque[Pending] = deque()
         self._idle: asyncio.Queue | None = None
         self._wake: asyncio.Event | None = None
@@ -76,6 +83,7 @@ class Batcher:
         self._inflight = 0
         self._peak = (0, 0.0)  # (most rows in flight at once, when)
         self._batches: set[asyncio.Task] = set()
+        self._stopping = False
         self._compute_s = INLINE_ALONE_BELOW_S  # moving average of an engine call: unknown, so threads, until
         # warm-up or the first calls measure it
 
@@ -89,10 +97,19 @@ class Batcher:
     def busy(self) -> bool:
         return bool(self._queue) or self._running_rows > 0
 
-    def submit(self, inputs: dict[str, np.ndarray], rows: int, deadline: float | None) -> asyncio.Future:
+    @property
+    def alive(self) -> bool:
+        """The batch loop runs (Ray Serve's `is_batching_task_alive`): false once it has ended for any reason."""
+        return self._task is not None and not self._task.done()
+
+    def submit(self, inputs: dict[str, np.ndarray], rows: int, deadline: float | None,
+               request_id: str | None = None) -> asyncio.Future:
         """Queue one request's rows; the future gets its outputs (a dict of arrays) or an exception."""
         if len(self._queue) >= self.max_queue:  # answered items (deadline, client gone) leave first
             self._queue = deque(p for p in self._queue if not p.future.done())
+        if not self.alive:
+            raise EngineFailed(f"the batcher is not running ({self.failure or 'not started'}): the server must be "
+                               f"restarted")
         if len(self._queue) >= self.max_queue:
             raise QueueFull(f"the queue holds {len(self._queue)} requests (--max-queue {self.max_queue})")
         loop = asyncio.get_running_loop()
@@ -101,7 +118,7 @@ class Batcher:
                      default=0)
         group = tuple((n, a.shape[1:]) for n, a in inputs.items() if n not in self.pad_axes)
         item = Pending(inputs=inputs, rows=rows, future=loop.create_future(), enqueued=now, deadline=deadline,
-                       group=group, length=length)
+                       group=group, length=length, request_id=request_id)
         self._queue.append(item)
         self._inflight += rows
         item.future.add_done_callback(lambda _: self._leave(rows))
@@ -122,8 +139,25 @@ class Batcher:
             self._idle.put_nowait(engine)
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task) -> None:
+        """The loop never returns on its own: if it ends, say so, fail what waits, and let readiness say why."""
+        if self._stopping:
+            return
+        error = None if task.cancelled() else task.exception()
+        self.failure = f"the batch loop ended: {type(error).__name__}: {error}" if error is not None \
+            else "the batch loop was cancelled"
+        log.critical("%s; model %s is not served any more (readiness now answers 503)", self.failure, self.name,
+                     exc_info=error)
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(EngineFailed(f"the server cannot serve this model: {self.failure}"))
+        self._notify_idle()
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             try:
@@ -164,34 +198,57 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             engine = await self._idle.get()
-            while not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-            until = self._queue[0].enqueued + self.max_delay
-            while self._should_wait(loop.time()):
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), until - loop.time())
-                except (asyncio.TimeoutError, ValueError):
-                    break
-                if loop.time() >= until:
-                    break
-            batch = self._take(loop.time())
-            if not batch:
-                self._idle.put_nowait(engine)
-                continue
-            if self.on_queued:
-                now = loop.time()
+            batch: list[Pending] = []
+            handed = False  # whether the engine and the batch went on to _finish
+            try:
+                batch = await self._next_batch(loop)
+                if not batch:
+                    continue
+                if self.on_queued:
+                    now = loop.time()
+                    for item in batch:
+                        self.on_queued(now - item.enqueued)
+                self._running_rows += sum(p.rows for p in batch)
+                handed = True
+                if self._inline(sum(p.rows for p in batch)):
+                    try:
+                        results = self._compute(engine, batch)
+                    except Exception as e:
+                        results = self._failed(batch, e, "the batch failed")
+                    self._finish(engine, batch, results)
+                else:
+                    task = loop.create_task(self._run(engine, batch))
+                    self._batches.add(task)
+                    task.add_done_callback(self._batches.discard)
+            except Exception as e:  # one iteration's failure fails only the batch it took; the loop goes on
+                if not batch:  # it failed while choosing: what it was choosing from fails, or it would fail again
+                    batch, self._queue = list(self._queue), deque()
+                log.exception("batch loop: an iteration failed; answering its %d requests 500 and going on",
+                              len(batch))
+                error = EngineFailed(f"internal error while batching ({type(e).__name__}); the server log has the "
+                                     f"details")
                 for item in batch:
-                    self.on_queued(now - item.enqueued)
-            rows = sum(p.rows for p in batch)
-            self._running_rows += rows
-            if self._inline(rows):
-                self._finish(engine, batch, self._compute(engine, batch))
-                continue
-            task = loop.create_task(self._run(engine, batch))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
+                    if not item.future.done():
+                        item.future.set_exception(error)
+            finally:
+                if not handed:
+                    self._idle.put_nowait(engine)
+
+    async def _next_batch(self, loop) -> list[Pending]:
+        """Wait for work, then for the batch to fill while more requests are likely, then take it."""
+        while not self._queue:
+            self._wake.clear()
+            await self._wake.wait()
+        until = self._queue[0].enqueued + self.max_delay
+        while self._should_wait(loop.time()):
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), until - loop.time())
+            except (asyncio.TimeoutError, ValueError):
+                break
+            if loop.time() >= until:
+                break
+        return self._take(loop.time())
 
     def _inline(self, rows: int) -> bool:
         """Whether to run this batch on the event loop. A thread hop there and back costs about 0.1 ms here; it
@@ -248,12 +305,18 @@ class Batcher:
         results: list[tuple[Any, BaseException | None]] = [(None, EngineFailed("the batch did not run"))] * len(batch)
         try:
             results = await loop.run_in_executor(self._executor, self._compute, engine, batch)
-        except BaseException as e:  # the executor is shut down, or this task is cancelled at exit
-            results = [(None, EngineFailed(f"the batch did not run: {type(e).__name__}"))] * len(batch)
+        except BaseException as e:  # the executor is shut down, this task is cancelled at exit, or a hook failed
+            results = self._failed(batch, e, "the batch did not run")
             if isinstance(e, asyncio.CancelledError):
                 raise
         finally:
             self._finish(engine, batch, results)
+
+    def _failed(self, batch: list[Pending], error: BaseException, what: str) -> list[tuple[Any, BaseException]]:
+        if not isinstance(error, asyncio.CancelledError):
+            log.error("model %s: %s (%d requests, ids %s): %s: %s", self.name, what, len(batch),
+                      _ids(batch), type(error).__name__, error, exc_info=error)
+        return [(None, EngineFailed(f"{what}: {type(error).__name__}"))] * len(batch)
 
     def _finish(self, engine, batch: list[Pending], results: list[tuple[Any, BaseException | None]]) -> None:
         self._running_rows -= sum(p.rows for p in batch)
@@ -265,27 +328,45 @@ class Batcher:
                 item.future.set_exception(error)
             else:
                 item.future.set_result(outputs)
+        if not self.busy:
+            self._notify_idle()
+
+    def _notify_idle(self) -> None:
+        if self.on_idle is not None:
+            self.on_idle()
 
     def _compute(self, engine, batch: list[Pending]) -> list[tuple[Any, BaseException | None]]:
+        """Run one batch; each item gets its rows or its own error. When the whole batch fails (an exception, or
+        a row count that differs from the batch's), each item runs again alone, so one bad item fails alone."""
         started = time.perf_counter()
+        rows = sum(p.rows for p in batch)
         try:
             outputs = engine.run(self._join(batch))
-            _check_rows(outputs, sum(p.rows for p in batch))
+            _check_rows(outputs, rows)
         except Exception as e:
-            if len(batch) > 1 and not isinstance(e, EngineFailed):
+            if len(batch) > 1:
                 return [self._compute(engine, [item])[0] for item in batch]  # isolate the item that fails
             message = str(e).strip().splitlines()[0] if str(e).strip() else ""
             error = e if isinstance(e, EngineFailed) else EngineFailed(
                 f"the model failed on this request: {type(e).__name__}: {message}"[:500])
-            return [(None, error)] * len(batch)
+            log.warning("model %s failed on request %s: %s", self.name, batch[0].request_id or "(no id)", error)
+            return [(None, error)]
         seconds = time.perf_counter() - started
         self._compute_s = 0.8 * self._compute_s + 0.2 * seconds
         if self.on_batch:
-            self.on_batch(sum(p.rows for p in batch), seconds)
+            self.on_batch(rows, seconds)
         results, start = [], 0
         for item in batch:
-            results.append(({n: a[start:start + item.rows] for n, a in outputs.items()}, None))
+            own = {n: a[start:start + item.rows] for n, a in outputs.items()}
             start += item.rows
+            bad = _non_finite(own)
+            if bad is None:
+                results.append((own, None))
+                continue
+            error = EngineFailed(f"the model's output '{bad}' holds a value that is not finite (inf or NaN) for "
+                                 f"finite inputs: the inputs may be out of the range the model handles")
+            log.warning("model %s on request %s: %s", self.name, item.request_id or "(no id)", error)
+            results.append((None, error))
         return results
 
     def _join(self, batch: list[Pending]) -> dict[str, np.ndarray]:
@@ -300,6 +381,19 @@ class Batcher:
                 arrays = [_pad(a, axis, longest) for a in arrays]
             joined[name] = np.concatenate(arrays, axis=0)
         return joined
+
+
+def _non_finite(outputs: dict[str, np.ndarray]) -> str | None:
+    """The first floating-point output holding inf or NaN, or None."""
+    for name, array in outputs.items():
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            return name
+    return None
+
+
+def _ids(batch: list[Pending]) -> str:
+    ids = [p.request_id for p in batch if p.request_id]
+    return ", ".join(ids[:8]) + (" ..." if len(ids) > 8 else "") if ids else "none given"
 
 
 def _check_rows(outputs: dict[str, np.ndarray], rows: int) -> None:

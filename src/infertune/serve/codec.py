@@ -53,6 +53,21 @@ class ServedModel:
     def is_text(self) -> bool:
         return self.encode_texts is not None
 
+    def body_limit(self) -> int:
+        """The largest body a valid request can need: `max_batch_size` rows of every input as JSON numbers (32
+        bytes a value, more than any float's text) or of MAX_TEXT_CHARS escaped characters, plus 64 KiB. A larger
+        body is refused (413) from its Content-Length, before any of it is read or parsed. 8 MiB when an input
+        has a dimension of unknown size."""
+        slack = 64 * 1024
+        if self.is_text:
+            return self.max_batch_size * MAX_TEXT_CHARS * 6 + slack  # \uXXXX is 6 bytes a character
+        per_row = 0
+        for spec in self.signature.inputs:
+            if not all(isinstance(d, int) for d in spec.shape[1:]):
+                return 8 * 1024 * 1024
+            per_row += math.prod(spec.shape[1:])
+        return self.max_batch_size * per_row * 32 + slack
+
     def metadata(self) -> dict[str, Any]:
         if self.is_text:
             inputs = [{"name": TEXT_INPUT, "datatype": "BYTES", "shape": [-1]}]
@@ -264,6 +279,8 @@ def _array(item: dict, spec, model: ServedModel, raw: memoryview | None = None) 
     if item.get("datatype") != expected_type:
         raise RequestError(400, f"input '{name}' has datatype {item.get('datatype')!r}, expected {expected_type}")
     shape = _check_shape_field(item, name)
+    if shape:  # the declared rows against --max-batch-size before any value is read (limits before cost)
+        _check_rows(shape[0], model)
     if len(shape) != len(spec.shape) or any(isinstance(d, int) and d != s for d, s in zip(spec.shape, shape)) \
             or 0 in shape[1:]:
         raise RequestError(400, f"input '{name}' has shape {shape}, expected {_shape(spec.shape)}")
@@ -311,6 +328,8 @@ def _texts(tensors: dict[str, dict], model: ServedModel, raw: memoryview | None 
     if item.get("datatype") != "BYTES":
         raise RequestError(400, f"input '{TEXT_INPUT}' has datatype {item.get('datatype')!r}, expected BYTES")
     shape = _check_shape_field(item, TEXT_INPUT)
+    if len(shape) == 1:
+        _check_rows(shape[0], model)
     data = _flat(item.get("data"), TEXT_INPUT) if raw is None else _binary_strings(raw)
     if len(shape) != 1 or shape[0] != len(data):
         raise RequestError(400, f"input '{TEXT_INPUT}' has shape {shape} and {len(data)} strings; "

@@ -9,7 +9,7 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 
 
 class ServerMetrics:
-    def __init__(self, model: str, max_batch_size: int, queue_depth):
+    def __init__(self, model: str, max_batch_size: int, queue_depth, alive=lambda: True):
         self.registry = CollectorRegistry()
         self.model = model
         labels = dict(registry=self.registry)
@@ -31,6 +31,15 @@ class ServerMetrics:
                                   **labels).labels(model)
         self.cache_misses = Counter("infertune_cache_misses", "Requests the cache did not hold", ["model"],
                                     **labels).labels(model)
+        self.batcher_alive = Gauge("infertune_batcher_alive", "1 while the model's batch loop runs; 0 once it has "
+                                   "ended (the server must be restarted)", ["model"], **labels).labels(model)
+        self.batcher_alive.set_function(lambda: 1.0 if alive() else 0.0)
+        self._refused = Counter("infertune_http_refused", "Connections or requests refused by the HTTP limits, by "
+                                "reason", ["reason"], **labels)
+        self.connections = Gauge("infertune_http_connections", "Open HTTP connections", **labels)
+
+    def refused(self, reason: str) -> None:
+        self._refused.labels(reason).inc()
 
     def answered(self, status: int) -> None:
         series = self._by_status.get(status)

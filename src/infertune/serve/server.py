@@ -24,6 +24,7 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, name: str | 
     Example: `serve("runs/demo", port=8000, config=ServeConfig(max_batch_size=32))`.
     """
     say = say or (lambda line: print(f"infertune serve: {line}", file=sys.stderr, flush=True))
+    _log_to_stderr()
     check_config(config, port)
     token = read_token(token_file) if token_file is not None else None
     engines, served, warmup = load_engines(model, name=name, backend=backend, weights=weights, data=data,
@@ -33,7 +34,21 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, name: str | 
     app = create_app(engines, served, config, warmup, token=token, say=say)
     run_app(app, sock, say=say,
             banner=f"serving '{served.name}' on {engines[0].session.backend} ({config.instances} instance"
-                   f"{'s' if config.instances > 1 else ''}) at http://{_url_host(host)}:{bound}; ready after warm-up")
+                   f"{'s' if config.instances > 1 else ''}) at http://{_url_host(host)}:{bound}; ready after warm-up; "
+                   f"bodies up to {app.state.body_limit} bytes")
+
+
+def _log_to_stderr() -> None:
+    """The server's own log (engine failures with their request ids, a batch loop that ended) on stderr, once."""
+    import logging
+
+    log = logging.getLogger("infertune.serve")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("infertune serve: %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
 
 
 def check_config(config: ServeConfig, port: int) -> None:
@@ -45,7 +60,8 @@ def check_config(config: ServeConfig, port: int) -> None:
     positive(config.max_queue, "--max-queue")
     positive(config.instances, "--instances")
     positive(config.timeout_ms, "--timeout-ms", float)
-    positive(config.max_body_bytes, "--max-body-bytes")
+    if config.max_body_bytes is not None:
+        positive(config.max_body_bytes, "--max-body-bytes")
     if config.max_delay_ms < 0:
         raise ConfigError(f"--max-delay-ms must be 0 or more, got {config.max_delay_ms}")
     if config.cache_size < 0:
@@ -54,6 +70,24 @@ def check_config(config: ServeConfig, port: int) -> None:
         raise ConfigError(f"--cache-ttl-s must be a positive number of seconds, got {config.cache_ttl_s}")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be from 0 (any free port) to 65535, got {port}")
+    config.limits.check()
+    _raise_descriptor_limit(config.limits.max_connections)
+
+
+def _raise_descriptor_limit(connections: int) -> None:
+    """Every connection holds a file descriptor: raise the soft limit (up to the hard one) so that
+    `--max-connections` of them, plus the engines' files, fit; past the limit, accept() fails for everyone."""
+    import resource
+
+    need = connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < need:
+        raise ConfigError(f"--max-connections {connections} needs {need} file descriptors, but this process may "
+                          f"open {soft} (ulimit -n): lower --max-connections or raise ulimit -n")
 
 
 def read_token(path: str | Path) -> str:
@@ -122,6 +156,8 @@ def _url_host(host: str) -> str:
 def run_app(app, sock: socket.socket, *, say, banner: str) -> None:
     import uvicorn
 
+    from infertune.serve.protocol import guarded_protocol
+
     class DrainingServer(uvicorn.Server):
         """The first SIGTERM or SIGINT stops new work (503) and exits once in-flight requests are answered; a
         second one exits at once. The signal is not re-raised afterwards, so a drained server exits 0."""
@@ -131,11 +167,16 @@ def run_app(app, sock: socket.socket, *, say, banner: str) -> None:
             if state.draining:
                 self.force_exit = self.should_exit = True
                 return
-            state.draining = True
             say(f"draining: {state.inflight} requests in flight")
+            if not state.drain():  # not serving yet: nothing to drain
+                self.should_exit = True
 
-    config = uvicorn.Config(app.state.asgi, log_level="warning", access_log=False, loop="uvloop", http="httptools",
-                            lifespan="on", server_header=False, date_header=False, timeout_graceful_shutdown=30)
+    limits = app.state.config.limits
+    protocol = guarded_protocol(limits, on_refused=app.state.metrics.refused)
+    app.state.metrics.connections.set_function(lambda: len(protocol.opened))
+    config = uvicorn.Config(app.state.asgi, log_level="warning", access_log=False, loop="uvloop", http=protocol,
+                            lifespan="on", server_header=False, date_header=False, timeout_graceful_shutdown=30,
+                            backlog=max(2048, limits.max_connections))
     server = DrainingServer(config)
     app.state.infertune.exit = lambda: setattr(server, "should_exit", True)
     say(banner)

@@ -120,3 +120,25 @@ def slow_mlp():
 def drops_a_row():
     """A model that returns one row fewer than it was given: a broken engine the server must catch."""
     return _mlp_wrapper(lambda linear, input: linear(input)[1:] if input.shape[0] > 1 else linear(input)[:0])
+
+
+def faulty_mlp():
+    """A 16 -> 10 linear layer with faults on demand, by the first value of a row: 13.0 raises, 7.0 makes that
+    row's outputs infinite (as an overflow would), 5.0 drops a row from the batch's outputs, and 2.0 sleeps 50 ms
+    (so that requests queue up behind it and batch together). Any other row is answered correctly, so a server
+    must fail only the request that holds the fault."""
+    def forward(linear, input):
+        import time
+
+        import torch
+
+        first = input[:, 0]
+        if bool((first == 2.0).any()):
+            time.sleep(0.05)
+        if bool((first == 13.0).any()):
+            raise ValueError("input holds the marker value 13.0")
+        output = linear(input)
+        output = torch.where((first == 7.0)[:, None], torch.full_like(output, float("inf")), output)
+        return output[1:] if bool((first == 5.0).any()) else output
+
+    return _mlp_wrapper(forward)
