@@ -196,7 +196,7 @@ def optimize(
         result = run_optimize(model, data=data, weights=weights, max_drop=max_drop, min_top10=min_top10,
                               objective=objective,
                               batch_size=batch_size, time_budget=time_budget, out=out, resume=resume,
-                              recipes=recipes, progress=report)
+                              recipes=recipes, progress=report, say=lambda line: typer.echo(f"note: {line}", err=True))
     from infertune.report.terminal import optimize_table
 
     optimize_table(result)

@@ -156,3 +156,49 @@ def test_save_npz_refuses_object_arrays(tmp_path):
     with pytest.raises(DataError, match="'x' has dtype object"):
         save_npz(tmp_path / "data.npz", {"x": np.array([None, 1], dtype=object)})
     assert os.listdir(tmp_path) == []
+
+
+def _npy_member(shape, payload: bytes) -> bytes:
+    import io
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return header.getvalue() + payload
+
+
+def test_npz_declaring_more_samples_than_it_holds_is_refused_before_decompressing(tmp_path):
+    import zipfile
+
+    path = tmp_path / "liar.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("pixels.npy", _npy_member((10 ** 12, 64), b"\0" * 1000))
+    with pytest.raises(DataError, match=r"declares shape \(1000000000000, 64\) of float32 .* but holds 1000 bytes"):
+        load_dataset(str(path))
+
+
+def test_npz_bigger_than_memory_once_decompressed_is_refused_before_decompressing(tmp_path, monkeypatch):
+    """A zip bomb: 1 GB of zeros in about 1 MB, refused from its headers alone."""
+    import resource
+    import zipfile
+
+    from infertune.data import npz
+
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("pixels.npy", "w", force_zip64=True) as member:
+            member.write(_npy_member((2 ** 28,), b""))
+            for _ in range(256):
+                member.write(b"\0" * (4 * 2 ** 20))
+    assert path.stat().st_size < 2_000_000
+    monkeypatch.setattr(npz, "_available_memory", lambda: 1_000_000_000)  # as on a machine with 1 GB free
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError, match="holds 1.1 GB of arrays once decompressed, more than half"):
+        load_dataset(str(path))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: nothing was inflated
+
+
+def test_a_text_file_named_npz_is_called_text_not_pickled_data(tmp_path):
+    path = tmp_path / "sentences.npz"
+    path.write_text("The first sentence.\nThe second one.\n")
+    with pytest.raises(DataError, match="is not an .npz \\(zip\\) archive, but text: .*text data goes in .txt"):
+        load_dataset(str(path))

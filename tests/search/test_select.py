@@ -1,3 +1,5 @@
+import pytest
+
 from infertune.search.select import best, mark_pareto, verdict
 
 BASE = {"id": "baseline", "metric": {"name": "top1", "value": 0.95}, "latency_ms": {"p50": 2.0}, "size_bytes": 100}
@@ -53,3 +55,27 @@ def test_a_drop_exactly_at_the_budget_is_inside_it():
     at_budget = candidate("c1", 0.94, 1.5)
     at_budget["metric"]["value"] = BASE["metric"]["value"] - 0.01
     assert verdict(at_budget, BASE, max_drop=0.01, objective="latency")["status"] == "ok"
+
+
+def test_a_blown_up_interleaved_ratio_is_checked_against_the_p50_ratio_and_never_wins():
+    """As seen on digits-cnn: 820.99x interleaved (p10-p90 5.87-1128.3x) while the p50s said 5.85x."""
+    blown = candidate("c1", 0.95, 5.87, p50=0.34, speed=820.99)
+    blown["speedup"]["high"] = 1128.3
+    steady = candidate("c2", 0.95, 15.0, p50=0.126, speed=15.9)
+    unstable = verdict({**blown, "speedup": {**blown["speedup"], "stable": False, "pooled": 400.0}}, BASE,
+                       max_drop=0.01, objective="latency")
+    assert unstable["status"] == "rejected" and "timing unstable" in unstable["reason"]
+    blown_ok = verdict(blown, BASE, max_drop=0.01, objective="latency")  # stable, yet far from its p50 ratio
+    assert blown_ok["status"] == "ok" and blown_ok["speedup"]["score"] == pytest.approx(2.0 / 0.34)
+    steady_ok = verdict(steady, BASE, max_drop=0.01, objective="latency")
+    assert best([blown_ok, steady_ok], "latency")["id"] == "c2"
+
+
+def test_once_confirming_began_only_a_confirmed_candidate_is_chosen():
+    a = verdict(candidate("a", 0.95, 1.5, p50=1.0, speed=2.0), BASE, max_drop=0.01, objective="latency")
+    b = verdict(candidate("b", 0.95, 1.4, p50=1.1, speed=1.9), BASE, max_drop=0.01, objective="latency")
+    assert best([a, b], "latency")["id"] == "a"  # nothing confirmed yet (an interrupted run)
+    b["speedup"]["confirmed"] = {"value": 1.8, "low": 1.6, "high": 2.0, "rounds": 12, "stable": True}
+    assert best([a, b], "latency")["id"] == "b"
+    a["speedup"]["confirmed"] = {"value": 2.1, "low": 1.9, "high": 2.3, "rounds": 12, "stable": True}
+    assert best([a, b], "latency")["id"] == "a"

@@ -17,3 +17,31 @@ def test_classifiers_use_labels_when_given_else_agreement():
     logits = np.eye(4, dtype=np.float32)
     assert metric("classification", logits, np.array([0, 1, 2, 0]), None) == {"name": "top1", "value": 0.75}
     assert metric("classification", logits, None, logits[[0, 1, 2, 0]])["value"] == 0.75
+
+
+class Sleeper:
+    """A session whose call sleeps: `slow_blocks` makes every other block of calls 10x slower, as a machine
+    whose other tenant wakes up does."""
+
+    def __init__(self, seconds: float, slow_blocks: bool = False, block: int = 10):
+        self.seconds, self.slow_blocks, self.block, self.calls = seconds, slow_blocks, block, 0
+
+    def run(self, inputs):
+        import time
+
+        self.calls += 1
+        slow = self.slow_blocks and (self.calls // self.block) % 3 == 0
+        time.sleep(self.seconds * (10 if slow else 1))
+        return {"output": inputs["x"]}
+
+
+def test_a_wildly_noisy_speedup_is_measured_again_then_marked_unstable(monkeypatch):
+    from infertune.search import trial
+
+    monkeypatch.setattr(trial, "BLOCK_S", 0.01)  # 10 calls a block at 1 ms
+    batches = [{"x": np.zeros((1, 4), np.float32)}]
+    noisy = trial.speedup(Sleeper(0.002, slow_blocks=True), Sleeper(0.001), batches, rounds=6, p50_ms=1.0,
+                          say=lambda _: None)
+    assert noisy["attempts"] == 2 and noisy["stable"] is False and noisy["high"] / noisy["low"] > trial.SPREAD_LIMIT
+    steady = trial.speedup(Sleeper(0.002), Sleeper(0.001), batches, rounds=6, p50_ms=1.0, say=lambda _: None)
+    assert steady["stable"] is True and steady["attempts"] == 1 and 1.5 < steady["value"] < 2.5

@@ -94,6 +94,9 @@ def test_a_token_is_required_when_set(tmp_path):
         assert wrong.status_code == 401 and "wrong token" in wrong.json()["error"]
         assert server.client.get("/metrics").status_code == 401
         assert server.infer("digits-cnn", body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert server.infer("digits-cnn", body, headers={"Authorization": "bearer s3cret"}).status_code == 200
+        basic = server.infer("digits-cnn", body, headers={"Authorization": "Basic s3cret"})
+        assert basic.status_code == 401 and "Bearer scheme" in basic.json()["error"]
 
 
 def test_sigterm_under_load_answers_in_flight_requests_then_exits_0(mlp_data_npz):

@@ -1,29 +1,19 @@
-"""`python -m infertune.bench.worker JOB.json RESULT.json`: one measurement in a fresh process."""
+"""`python -m infertune.bench.worker`: one measurement in a fresh process (see `isolated.run_worker`)."""
 
 from __future__ import annotations
 
-import json
 import sys
-import traceback
-from pathlib import Path
 
 
-def main(argv: list[str]) -> int:
+def measure(job: dict, say) -> dict:
     from infertune.bench.job import BenchJob, run_job
-    from infertune.io import write_json_atomic
 
-    job_path, result_path = Path(argv[0]), Path(argv[1])
-    job = BenchJob.from_dict(json.loads(job_path.read_text()))
-    try:
-        result = run_job(job, progress=lambda stage: print(f"@stage {stage}", flush=True))
-    except Exception as e:
-        traceback.print_exc(file=sys.stderr)
-        write_json_atomic(result_path, {"error": f"{type(e).__name__}: {e}"})
-        return 1
+    result = run_job(BenchJob.from_dict(job), progress=say)
     result.isolated = True
-    write_json_atomic(result_path, result.to_dict())
-    return 0
+    return result.to_dict()
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from infertune.bench.isolated import worker_main
+
+    sys.exit(worker_main(measure))

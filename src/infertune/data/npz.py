@@ -27,6 +27,7 @@ def load_npz(
     Example: `load_npz("val.npz", input_specs={"pixels": ("float32", ("batch", 1, 8, 8))})`.
     """
     path = Path(path)
+    _check_archive(path)
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
@@ -51,6 +52,55 @@ def load_npz(
                         "save one array per model input, named like the input")
     split = check_arrays(inputs, labels, input_specs=input_specs, source=f"data file '{path}'", name="all")
     return Dataset(name=str(path), splits=derived_splits(split), kind="arrays")
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse, before anything is decompressed: a file that is not a zip archive (a text file named .npz), and
+    arrays whose headers declare more bytes than the archive holds or than this machine can take (a few KB of
+    compressed zeros can declare 10^12 samples)."""
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as e:
+        raise DataError(f"cannot read data file '{path}' ({e.strerror}): check the path") from e
+    if magic[:2] != b"PK":
+        what = "a single .npy array" if magic[:4] == b"\x93NUM" else "not an .npz (zip) archive"
+        text = magic and all(32 <= b < 127 or b in b"\t\r\n" for b in magic)
+        raise DataError(f"data file '{path}' is {what}{', but text' if text else ''}: save the model's inputs with "
+                        f"np.savez, one array per input{'; text data goes in .txt, .jsonl or .csv' if text else ''}")
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(member, max_header_size=10_000)
+                    header = member.tell()
+                if dtype.hasobject:
+                    continue  # refused with its own message when loaded
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared != info.file_size - header:
+                    raise DataError(f"array '{info.filename[:-4]}' in data file '{path}' declares shape {shape} of "
+                                    f"{dtype} ({declared} bytes) but holds {info.file_size - header} bytes: the file "
+                                    f"is damaged or not written by np.savez")
+                total += declared
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise DataError(f"cannot read data file '{path}' as .npz ({e}): save plain numeric arrays with "
+                        f"np.savez") from e
+    available = _available_memory()
+    if total > available // 2:
+        raise DataError(f"data file '{path}' holds {total / 1e9:.1f} GB of arrays once decompressed, more than half "
+                        f"of this machine's available memory ({available / 1e9:.1f} GB): pass fewer samples")
+
+
+def _available_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> Path:

@@ -5,6 +5,7 @@ kill or Ctrl-C leaves a valid run that `resume=True` continues."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -14,9 +15,11 @@ from typing import Any, Callable
 from infertune.errors import ConfigError
 from infertune.io import write_json_atomic
 from infertune.search.recipe import Recipe
-from infertune.search.select import best, mark_pareto, verdict
+from infertune.search.select import best, mark_pareto, ranked, verdict
 
 OBJECTIVES = ("latency", "throughput", "size")
+CONFIRM_AT_MOST = 4  # leaders measured again before one is written as best
+CONFIRM_ROUNDS = 12
 
 
 @dataclass
@@ -58,7 +61,7 @@ def _check(max_drop: float, min_top10: float, objective: str, batch_size: int, t
         raise ConfigError(f"--time-budget must be a positive number of seconds, got {time_budget}")
 
 
-def _prepare(out: Path, resume: bool) -> list[dict[str, Any]]:
+def _prepare(out: Path, resume: bool, say: Callable[[str], None]) -> list[dict[str, Any]]:
     trials = out / "trials.jsonl"
     if trials.exists() and not resume:
         raise ConfigError(f"'{out}' already holds a run: pass --resume to continue it, or another --out")
@@ -72,11 +75,14 @@ def _prepare(out: Path, resume: bool) -> list[dict[str, Any]]:
     if not trials.exists():
         return []
     done = []
-    for line in trials.read_text().splitlines():
+    for number, line in enumerate(trials.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
         try:
             done.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a kill: that trial runs again
+        except json.JSONDecodeError:  # a line cut by a kill mid-write: that trial runs again
+            say(f"{trials}: line {number} is cut ({len(line)} characters, not a whole record, as a kill mid-write "
+                f"leaves it); skipped, so its trial runs again")
     return done
 
 
@@ -84,7 +90,7 @@ def optimize(model: str, *, data: str | None = None, weights: str | None = None,
              min_top10: float = 0.9, objective: str = "latency", batch_size: int = 1, time_budget: float | None = None,
              out: str | Path | None = None, resume: bool = False, recipes: list[Recipe] | None = None,
              trial_timeout: float = 900.0, timing: dict | None = None,
-             progress: Callable[[str, str], None] | None = None) -> Result:
+             progress: Callable[[str, str], None] | None = None, say: Callable[[str], None] | None = None) -> Result:
     """Find the fastest (or smallest) artifact within `max_drop` of the baseline on held-out data (and, for
     embeddings, keeping at least `min_top10` of each sample's ten nearest neighbours).
 
@@ -95,6 +101,7 @@ def optimize(model: str, *, data: str | None = None, weights: str | None = None,
     from infertune.data import load_dataset
     from infertune.search.space import baseline_recipe, candidate_recipes, mixed_precision_fallback
 
+    say = say or (lambda line: None)
     _check(max_drop, min_top10, objective, batch_size, time_budget)
     source, split, data_name = load_for_job(BenchJob(model=model, backend="torch", weights=weights, data=data))
     if split is None:
@@ -102,7 +109,7 @@ def optimize(model: str, *, data: str | None = None, weights: str | None = None,
                           f"'{model}', labels optional)")
     dataset = load_dataset(data_name)
     out = Path(out) if out is not None else Path("runs") / f"{source.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    done = {trial["id"]: trial for trial in _prepare(out, resume)}
+    done = {trial["id"]: trial for trial in _prepare(out, resume, say) if isinstance(trial, dict) and "id" in trial}
     base = baseline_recipe(source)
     queue = [("baseline", base)] + [(f"c{i + 1:02d}", r) for i, r in enumerate(
         recipes if recipes is not None else candidate_recipes(
@@ -139,6 +146,10 @@ def optimize(model: str, *, data: str | None = None, weights: str | None = None,
                     queue.insert(0, (f"{trial_id}-mixed", fallback))
             _append(out / "trials.jsonl", record)
             finished.append(record)
+        if objective != "size" and len(finished) > 1:
+            left = None if time_budget is None else time_budget - (time.monotonic() - started)
+            _confirm_best(finished, out, common, done, min(trial_timeout, max(left or trial_timeout, 60)), objective,
+                          progress)
     except KeyboardInterrupt:
         stopped = "interrupted; run again with --resume to continue"
         raise
@@ -148,6 +159,44 @@ def optimize(model: str, *, data: str | None = None, weights: str | None = None,
                              objective=objective,
                              stopped=stopped, hardware=fingerprint(), versions=versions())
     return result
+
+
+def _confirm_best(finished: list[dict[str, Any]], out: Path, common: dict, done: dict[str, dict], timeout: float,
+                  objective: str, progress) -> None:
+    """Before a best is written, the leader's speed-up is measured again in a fresh process (more rounds). A
+    leader that does not confirm (not faster beyond the spread, or unstable) is rejected with both figures and
+    the next one is tried, up to CONFIRM_AT_MOST; `best` then chooses among confirmed candidates only."""
+    candidates = finished[1:]
+    for _ in range(CONFIRM_AT_MOST):
+        order = ranked(candidates, objective)
+        if not order or order[0]["speedup"].get("confirmed"):
+            return
+        leader = order[0]
+        trial_id = f"{leader['id']}+confirm"
+        saved = done.get(trial_id)
+        if saved is not None and saved.get("recipe") == leader["recipe"]:
+            record = saved
+        else:
+            record = _run(trial_id, Recipe.from_dict(leader["recipe"]), out,
+                          {**common, "confirm": True, "rounds": CONFIRM_ROUNDS}, timeout, progress)
+            record["confirms"] = leader["id"]
+            _append(out / "trials.jsonl", record)
+        _apply_confirmation(leader, record)
+
+
+def _apply_confirmation(leader: dict[str, Any], record: dict[str, Any]) -> None:
+    first = leader["speedup"]
+    if "error" in record:
+        leader.update(status="rejected", reason=f"speed-up not confirmed: the confirming run failed: {record['error']}")
+        first["confirmed"] = {"error": record["error"]}
+        return
+    again = record["speedup"]
+    first["confirmed"] = again
+    if again["low"] <= 1.0 or not again.get("stable", True):
+        leader.update(status="rejected", reason=(
+            f"speed-up not confirmed in a fresh process: {first['value']:.2f}x at first, then {again['value']:.2f}x "
+            f"(p10-p90 {again['low']:.2f}-{again['high']:.2f}x over {again['rounds']} rounds"
+            f"{', unstable' if not again.get('stable', True) else ''})"))
 
 
 def _run(trial_id: str, recipe: Recipe, out: Path, common: dict, timeout: float, progress) -> dict[str, Any]:
@@ -162,9 +211,17 @@ def _run(trial_id: str, recipe: Recipe, out: Path, common: dict, timeout: float,
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as handle:  # one line per finished trial, flushed at once: a kill loses at most it
-        handle.write(json.dumps(record, default=str) + "\n")
+    """One line per finished trial, flushed at once: a kill loses at most that line. Every record starts on a
+    fresh line, so a line cut by an earlier kill never swallows the next record."""
+    line = json.dumps(record, default=str) + "\n"
+    with open(path, "a+b") as handle:
+        if handle.tell() > 0:
+            handle.seek(-1, 2)
+            if handle.read(1) != b"\n":
+                line = "\n" + line
+        handle.write(line.encode())
         handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _finish(out: Path, finished: list[dict[str, Any]], *, model, weights, max_drop, min_top10, objective, stopped,
@@ -177,7 +234,7 @@ def _finish(out: Path, finished: list[dict[str, Any]], *, model, weights, max_dr
             c["speedup_p50"] = baseline["latency_ms"]["p50"] / c["latency_ms"]["p50"]
     mark_pareto(finished)
     chosen = best(candidates, objective)
-    reason = None if chosen else "no candidate was within the budget and faster than the baseline"
+    reason = None if chosen else "no candidate was within the budget and confirmed faster than the baseline"
     data = {"model": model, "baseline": baseline, "candidates": candidates,
             "best": chosen["id"] if chosen else None, "best_reason": reason, "stopped": stopped,
             "budget": {"metric": baseline["metric"]["name"], "max_drop": max_drop,

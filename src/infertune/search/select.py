@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+P50_AGREE = 1.5  # interleaved speed-up vs p50 ratio: past this factor apart, the lower one is what counts
+
 
 def verdict(candidate: dict[str, Any], baseline: dict[str, Any], *, max_drop: float, objective: str,
             min_top10: float | None = None) -> dict:
@@ -34,16 +36,57 @@ def verdict(candidate: dict[str, Any], baseline: dict[str, Any], *, max_drop: fl
                 "reason": f"not faster than the baseline beyond the spread: speed-up {speed.get('value', 0):.2f}x "
                           f"(p10-p90 over {speed.get('rounds', 0)} interleaved rounds: {speed.get('low', 0):.2f}-"
                           f"{speed.get('high', 0):.2f}x) at batch {speed.get('batch')}"}
-    return {**candidate, "status": "ok", "reason": None}
+    if speed.get("stable") is False:
+        return {**candidate, "status": "rejected",
+                "reason": f"timing unstable, measured twice: speed-up {speed['value']:.2f}x with p10-p90 "
+                          f"{speed['low']:.2f}-{speed['high']:.2f}x, pooled medians {speed['pooled']:.2f}x; a "
+                          f"choice never rests on such a ratio"}
+    ratio = p50_ratio(candidate, baseline, objective)
+    speed = {**speed, "p50_ratio": ratio, "score": score(speed["value"], ratio)}
+    return {**candidate, "speedup": speed, "status": "ok", "reason": None}
+
+
+def p50_ratio(candidate: dict[str, Any], baseline: dict[str, Any], objective: str) -> float | None:
+    """The speed-up from each one's own timing (each alone in its process): baseline p50 / candidate p50, or the
+    throughput ratio for the throughput objective."""
+    if objective == "throughput":
+        ours, theirs = (candidate.get("throughput") or {}).get("items_per_s"), \
+            (baseline.get("throughput") or {}).get("items_per_s")
+        return ours / theirs if ours and theirs else None
+    ours, theirs = (candidate.get("latency_ms") or {}).get("p50"), (baseline.get("latency_ms") or {}).get("p50")
+    return theirs / ours if ours and theirs else None
+
+
+def score(interleaved: float, ratio: float | None) -> float:
+    """What chooses: the interleaved speed-up, checked against the p50 ratio. Two measurements that disagree by
+    more than P50_AGREE are both suspect, so the lower one counts (a blown-up ratio never wins)."""
+    if ratio is None or max(interleaved, ratio) / min(interleaved, ratio) <= P50_AGREE:
+        return interleaved
+    return min(interleaved, ratio)
+
+
+def ranked(candidates: list[dict[str, Any]], objective: str) -> list[dict[str, Any]]:
+    """The ok candidates, best first: smallest for size; else by confirmed score, then score."""
+    ok = [c for c in candidates if c.get("status") == "ok"]
+    if objective == "size":
+        return sorted(ok, key=lambda c: c["size_bytes"])
+    return sorted(ok, key=lambda c: -_score_of(c))
+
+
+def _score_of(c: dict[str, Any]) -> float:
+    speed = c["speedup"]
+    confirmed = speed.get("confirmed")
+    if confirmed is not None:
+        return score(min(confirmed["value"], speed["value"]), speed.get("p50_ratio"))
+    return speed.get("score", speed["value"])
 
 
 def best(candidates: list[dict[str, Any]], objective: str) -> dict[str, Any] | None:
-    ok = [c for c in candidates if c.get("status") == "ok"]
-    if not ok:
-        return None
-    if objective == "size":
-        return min(ok, key=lambda c: c["size_bytes"])
-    return max(ok, key=lambda c: c["speedup"]["value"])
+    """The best ok candidate; for speed, one whose speed-up was confirmed when any was (see run.confirm)."""
+    order = ranked(candidates, objective)
+    if objective != "size" and any("confirmed" in (c.get("speedup") or {}) for c in candidates):
+        order = [c for c in order if "confirmed" in c["speedup"]]  # once confirming began, only confirmed ones
+    return order[0] if order else None
 
 
 def mark_pareto(candidates: list[dict[str, Any]]) -> None:

@@ -1,27 +1,21 @@
-"""`python -m infertune.search.worker JOB.json RESULT.json`: one trial in a fresh process."""
+"""`python -m infertune.search.worker`: one trial in a fresh process (see `bench.isolated.run_worker`)."""
 
 from __future__ import annotations
 
-import json
 import sys
-import traceback
-from pathlib import Path
 
 
-def main(argv: list[str]) -> int:
-    from infertune.io import write_json_atomic
+def trial(job: dict, say) -> dict:
     from infertune.search.trial import TrialJob, run_trial
 
-    job = TrialJob(**json.loads(Path(argv[0]).read_text()))
-    try:
-        result = run_trial(job, say=lambda stage: print(f"@stage {stage}", flush=True))
-    except Exception as e:
-        traceback.print_exc(file=sys.stderr)
-        write_json_atomic(argv[1], {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
-        return 1
-    write_json_atomic(argv[1], result)
-    return 0
+    return run_trial(TrialJob(**job), say=say)
+
+
+def first_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from infertune.bench.isolated import worker_main
+
+    sys.exit(worker_main(trial, describe=first_line))
