@@ -10,7 +10,7 @@ soak on minilm: open loop at 4x saturation for `--soak-seconds`, the statuses se
 memory growth. The load generator runs in this process on the same 2 cores as the server: that is part of
 what is measured, and noted.
 
-    .venv/bin/python benchmarks/serving.py [--quick] [--soak-seconds 60] [--out docs/benchmarks.md]
+    .venv/bin/python benchmarks/serving.py [--quick] [--soak-seconds 60] [--only-limits] [--out docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -138,15 +138,56 @@ def soak(model: str, data: str, capacity: float, seconds: float, say, max_batch:
     return {"result": result, "rss_before": before, "rss_after": after, "alive": alive, "exit": code}
 
 
+def limits_cost(quick: bool, say, rounds: int = 3) -> list[str]:
+    """digits-cnn (where HTTP costs the most next to the model) with and without the HTTP limits, servers
+    alternated `rounds` times in one run: saturation (64 clients) and p50 at concurrency 1, medians of the rounds."""
+    plain = [sys.executable, str(Path(__file__).with_name("serve_without_limits.py"))]
+    figures: dict[str, dict[str, list[float]]] = {"without": {"sat": [], "c1": []}, "with": {"sat": [], "c1": []}}
+    n = 3000 if quick else 20000
+    for r in range(rounds):
+        for variant in (("without", "with") if r % 2 == 0 else ("with", "without")):
+            with ServerProcess("digits-cnn", "--backend", "onnxruntime", "--cache-size", "0", "--max-queue", "1024",
+                               command=plain if variant == "without" else None) as server:
+                loadtest(server.url, model="digits-cnn", concurrency=8, requests=500, data="digits")
+                say(f"limits: round {r + 1}, {variant} the limits")
+                figures[variant]["sat"].append(loadtest(server.url, model="digits-cnn", concurrency=CLIENTS,
+                                                        requests=n, data="digits").throughput)
+                figures[variant]["c1"].append(loadtest(server.url, model="digits-cnn", concurrency=1,
+                                                       requests=n // 5, data="digits").percentile(50))
+    lines = ["| digits-cnn, onnxruntime | saturation req/s, each round | median | p50 ms at concurrency 1, each "
+             "round | median |", "|---|---|---:|---|---:|"]
+    for variant in ("without", "with"):
+        sat, c1 = figures[variant]["sat"], figures[variant]["c1"]
+        lines.append(f"| {variant} the HTTP limits | {', '.join(f'{v:.0f}' for v in sat)} | {statistics.median(sat):.0f} "
+                     f"| {', '.join(f'{v:.3f}' for v in c1)} | {statistics.median(c1):.3f} |")
+    ratio = statistics.median(figures["with"]["sat"]) / statistics.median(figures["without"]["sat"])
+    lines += ["", f"With the limits over without: saturation {ratio:.3f}x, concurrency-1 p50 "
+                  f"{statistics.median(figures['with']['c1']) / statistics.median(figures['without']['c1']):.3f}x "
+                  f"(servers alternated, {rounds} rounds, {n} requests at saturation and {n // 5} at concurrency 1 "
+                  f"each; 'without' is uvicorn's plain httptools protocol, benchmarks/serve_without_limits.py).", ""]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests: smoke figures, not for quoting")
     parser.add_argument("--soak-seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent.parent / "docs" / "benchmarks.md")
+    parser.add_argument("--only-limits", action="store_true", help="only the cost of the HTTP limits (its own "
+                                                                        "section)")
     args = parser.parse_args()
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
+
+    limits = header("Serving: the cost of the HTTP limits", "benchmarks/serving.py", args.quick,
+                    "The same server with and without the HTTP limits (request line, header bytes and count, header "
+                    "and body deadlines, connection limit), on digits-cnn, cache off, 64 closed-loop clients and one "
+                    "client, the load generator on the same 2 cores.") + limits_cost(args.quick, say)
+    print("\n".join(limits), flush=True)
+    replace_section(args.out, "\n".join(limits))
+    if args.only_limits:
+        return
 
     lines = header("Serving", "benchmarks/serving.py", args.quick,
                    "Each model on onnxruntime fp32, cache off; the load generator (`infertune loadtest`: asyncio, "

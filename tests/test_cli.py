@@ -1,4 +1,6 @@
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +135,26 @@ def test_optimize_cli_unwritable_out_exit_2(cli, mlp_onnx, mlp_npz, tmp_path):
     (tmp_path / "a-file").write_text("")
     result = cli("optimize", str(mlp_onnx), "--data", str(mlp_npz), "--out", str(tmp_path / "a-file" / "run"))
     assert result.returncode == 2 and "is not writable" in one_line_error(result)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "digits-cnn", "--nosuch"], "No such option: --nosuch (see 'infertune bench --help')"),
+    (["optimize", "a", "b"], "unexpected extra argument"),
+    (["optimize", "digits-cnn", "--max-drop", "abc"], "Invalid value for '--max-drop'"),
+    (["optimize"], "Missing argument 'model'"),
+    (["serve", "digits-cnn", "--max-headers", "1"], "--max-headers must be an integer of at least 4, got 1"),
+    (["nosuchcommand"], "No such command 'nosuchcommand'"),
+], ids=["unknown option", "extra argument", "bad value", "missing argument", "bad limit", "unknown command"])
+def test_the_installed_executable_exits_2_on_usage_errors_with_one_line(args, message):
+    """The `infertune` script pip installed, not the module: usage errors come from whichever click Typer uses."""
+    import shutil
+    import subprocess
+
+    executable = Path(sys.executable).with_name("infertune")
+    assert executable.is_file() or shutil.which("infertune"), "infertune is not installed in this environment"
+    done = subprocess.run([str(executable if executable.is_file() else "infertune"), *args], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr

@@ -15,11 +15,13 @@ import urllib.request
 
 
 class ServerProcess:
-    def __init__(self, *args: str, ready: bool = True, timeout: float = 180, host: str = "127.0.0.1"):
+    def __init__(self, *args: str, ready: bool = True, timeout: float = 180, host: str = "127.0.0.1",
+                 command: list[str] | None = None):
+        """`command`: what runs in place of `python -m infertune.cli` (a benchmark's variant of the server)."""
         self.lines: list[str] = []
-        self.process = subprocess.Popen([sys.executable, "-m", "infertune.cli", "serve", *args, "--host", host,
-                                         "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        env={**os.environ, "COLUMNS": "200"})
+        self.process = subprocess.Popen([*(command or [sys.executable, "-m", "infertune.cli"]), "serve", *args,
+                                         "--host", host, "--port", "0"], stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
         threading.Thread(target=self._read, daemon=True).start()
         self.url = self._wait_for_url(time.monotonic() + timeout)
         if ready:
