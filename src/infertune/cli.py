@@ -241,7 +241,8 @@ def predict(
 
 @app.command()
 def serve(
-    model: str = typer.Argument(..., help="run directory, zoo name, .onnx file, or factory package.module:function"),
+    models: list[str] = typer.Argument(..., help="models to serve, each a run directory, zoo name, .onnx file or "
+                                                 "factory package.module:function; NAME=SPEC names one in the URL"),
     host: str = typer.Option("127.0.0.1", help="address to listen on (loopback unless told otherwise)"),
     port: int = typer.Option(8000, help="port to listen on (0: any free port, printed at start)"),
     name: Optional[str] = typer.Option(None, help="model name in the URL (default: the model's own name)"),
@@ -252,7 +253,16 @@ def serve(
     max_batch_size: int = typer.Option(32, help="most samples joined into one engine call"),
     max_delay_ms: float = typer.Option(5.0, help="longest wait for a batch to fill, after its oldest request"),
     max_queue: int = typer.Option(256, help="requests that may wait; past it the server answers 429"),
-    cache_size: int = typer.Option(1024, help="responses kept in the LRU cache (0: off)"),
+    cache_size: int = typer.Option(1024, help="responses kept in each model's cache (0: off)"),
+    cache_policy: str = typer.Option("lru", help="which cached response to drop when full: lru (least recently "
+                                                 "used) or lfu (least frequently used, with aging)"),
+    target_p99_ms: Optional[float] = typer.Option(None, help="batching driven by a latency target: the batch "
+                                                             "window and size adapt so p99 stays under it (default: "
+                                                             "the fixed --max-delay-ms and --max-batch-size)"),
+    workers: int = typer.Option(1, help="server processes sharing the port (SO_REUSEPORT), each with its own "
+                                        "engines and batchers; metrics add up over them"),
+    threads: Optional[int] = typer.Option(None, help="intra-op threads per engine (default: the runtime's own, "
+                                                     "or the cores split between workers and instances)"),
     cache_ttl_s: Optional[float] = typer.Option(None, help="seconds a cached response stays valid (default: forever)"),
     timeout_ms: float = typer.Option(30000.0, help="deadline of a request that sets none (parameters.timeout_ms or "
                                                    "X-Timeout-Ms); past it: 504"),
@@ -286,10 +296,20 @@ def serve(
                         max_headers=max_headers, header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s,
                         max_connections=max_connections)
     config = ServeConfig(max_batch_size=max_batch_size, max_delay_ms=max_delay_ms, max_queue=max_queue,
-                         cache_size=cache_size, cache_ttl_s=cache_ttl_s, timeout_ms=timeout_ms,
-                         max_body_bytes=max_body_bytes, instances=instances, limits=limits)
-    run_serve(model, host=host, port=port, name=name, backend=backend, weights=weights, data=data, config=config,
-              token_file=token_file, options=_parse_options(option))
+                         cache_size=cache_size, cache_ttl_s=cache_ttl_s, cache_policy=cache_policy,
+                         timeout_ms=timeout_ms, max_body_bytes=max_body_bytes, instances=instances,
+                         target_p99_ms=target_p99_ms, limits=limits)
+    options = _parse_options(option)
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be a positive integer, got {threads}")
+        options["threads"] = threads
+    elif workers > 1 and "threads" not in options:
+        options["threads"] = max(1, (os.cpu_count() or 1) // (workers * instances))
+    code = run_serve(models, host=host, port=port, name=name, backend=backend, weights=weights, data=data,
+                     config=config, token_file=token_file, options=options, workers=workers)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -119,11 +119,13 @@ def test_a_batch_loop_that_ends_turns_readiness_off_and_is_logged(mlp_onnx, capl
 
     from infertune.serve.app import ServeConfig, create_app
     from infertune.serve.codec import ServedModel
+    from infertune.serve.endpoint import Loaded
     from infertune.serve.protocol import guarded_protocol
 
     engine = infertune.load(str(mlp_onnx), backend="onnxruntime")
-    served = ServedModel(name="mlp", signature=engine.model.signature)
-    app = create_app([engine], served, ServeConfig(), [{"input": np.zeros((1, 16), np.float32)}], say=lambda _: None)
+    loaded = Loaded([engine], ServedModel(name="mlp", signature=engine.model.signature),
+                    [{"input": np.zeros((1, 16), np.float32)}], backend="onnxruntime")
+    app = create_app({"mlp": (lambda: loaded, loaded)}, ServeConfig(), say=lambda _: None)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -139,7 +141,8 @@ def test_a_batch_loop_that_ends_turns_readiness_off_and_is_logged(mlp_onnx, capl
                 time.sleep(0.05)
             assert client.post("/v2/models/mlp/infer", json=mlp_body(0.5)).status_code == 200
             state = app.state.infertune
-            state.loop.call_soon_threadsafe(app.state.batcher._task.cancel)  # the loop ends, as after a bug
+            batcher = app.state.endpoints["mlp"].batcher
+            state.loop.call_soon_threadsafe(batcher._task.cancel)  # the loop ends, as after a bug
             time.sleep(0.3)
             ready = client.get("/v2/health/ready")
             assert ready.status_code == 503 and "the batch loop was cancelled" in ready.json()["error"]

@@ -1,5 +1,7 @@
-"""The HTTP app: KServe v2 (Open Inference Protocol) REST endpoints over one model, its batcher, its response
-cache and its metrics. Errors are JSON `{"error": "..."}` with the status PRODUCT.md names, never a traceback.
+"""The HTTP app: KServe v2 (Open Inference Protocol) REST endpoints over the served models, each with its own
+batcher, response cache and metric series, plus Triton's extensions that clients call (model configuration,
+statistics, repository index, load and unload). Errors are JSON `{"error": "..."}` with the status PRODUCT.md
+names, never a traceback.
 """
 
 from __future__ import annotations
@@ -7,23 +9,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Callable
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from infertune.serve import codec
-from infertune.serve.batcher import Batcher, DeadlineExceeded, EngineFailed, QueueFull
-from infertune.serve.cache import ResponseCache
-from infertune.serve.codec import RequestError, ServedModel
-from infertune.serve.metrics import ServerMetrics
+from infertune.serve.batcher import DeadlineExceeded, EngineFailed, QueueFull
+from infertune.serve.codec import RequestError
+from infertune.serve.endpoint import LOADING, READY, Endpoint, Loaded
 from infertune.serve.limits import HttpLimits
+from infertune.serve.metrics import ServerMetrics
 
 log = logging.getLogger("infertune.serve")
 JSON = "application/json"
@@ -32,30 +32,31 @@ TOKENIZE_INLINE_CHARS = 4096  # a request with more text than this is tokenized 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """How the server batches, queues, caches and guards. Every field is a `infertune serve` option."""
+    """How the server batches, queues, caches and guards. Every field is an `infertune serve` option."""
 
     max_batch_size: int = 32
     max_delay_ms: float = 5.0
     max_queue: int = 256
     cache_size: int = 1024
     cache_ttl_s: float | None = None
+    cache_policy: str = "lru"
     timeout_ms: float = 30_000.0  # the deadline of a request that sets none
     max_body_bytes: int | None = None  # None: what max_batch_size rows of the model can need (ServedModel.body_limit)
     instances: int = 1
     drain_timeout_s: float = 30.0
+    target_p99_ms: float | None = None  # batching driven by a latency target instead of the fixed window and size
     limits: HttpLimits = HttpLimits()
 
 
 class ServerState:
     def __init__(self):
-        self.ready = False
         self.draining = False
         self.inflight = 0
-        self.warmup_error: str | None = None
         self.exit = None  # set by the runner: tells uvicorn to stop once drained
         self.loop: asyncio.AbstractEventLoop | None = None
         self.drain_requested: asyncio.Event | None = None
         self.changed: asyncio.Event | None = None  # set, while draining, whenever in-flight work finishes
+        self.peers_ready: Callable[[], str | None] = lambda: None  # with --workers: why the others are not ready
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -97,36 +98,35 @@ INFER_BODY = {
 ERROR = {"content": {JSON: {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
 
 
-def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
-               warmup: list[dict[str, np.ndarray]], token: str | None = None, say=print) -> FastAPI:
-    """An ASGI app serving `served` on `engines` (one batch at a time each). `warmup`: representative batches
-    run on every engine before `ready` turns true."""
+def create_app(models: dict[str, tuple[Callable[[], Loaded], Loaded | None]], config: ServeConfig,
+               token: str | None = None, say=print, multi_worker: bool = False,
+               on_ready: Callable[[], None] | None = None) -> FastAPI:
+    """An ASGI app serving `models`: name -> (how to load it, and its loaded form when it is already loaded).
+    Each model is warmed up (every batch size it will see) before it counts as ready. `multi_worker`: one of
+    `--workers` processes (readiness waits for the others; load and unload are refused)."""
     state = ServerState()
-    metrics = ServerMetrics(served.name, config.max_batch_size, lambda: batcher.queue_depth,
-                            alive=lambda: batcher.alive)
-    batcher = Batcher(engines, max_batch_size=config.max_batch_size, max_delay_ms=config.max_delay_ms,
-                      max_queue=config.max_queue, on_batch=metrics.batch,
-                      on_queued=metrics.queue_seconds.observe, on_idle=state.settled, name=served.name,
-                      pad_axes={s.name: 1 for s in served.signature.inputs} if served.is_text else None)
-    cache = ResponseCache(config.cache_size, config.cache_ttl_s)
-    body_limit = config.max_body_bytes or served.body_limit()
-    tokenizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infertune-tokenize") if served.is_text else None
+    if multi_worker:
+        from infertune.serve.workers import peers_not_ready
 
-    async def warm_up():
-        try:
-            await batcher.warm_up(warmup, say=say)
-            state.ready = True
+        state.peers_ready = peers_not_ready
+    metrics = ServerMetrics(config.max_batch_size)
+    endpoints = {name: Endpoint(name, load, config, metrics, say=say, on_idle=state.settled)
+                 for name, (load, _) in models.items()}
+
+    async def start_all():
+        for name, (_, loaded) in models.items():
+            await endpoints[name].start(loaded)
+        if all(e.state == READY for e in endpoints.values()):
             say("ready")
-        except Exception as e:  # the server stays up and says why it is not ready
-            state.warmup_error = f"warm-up failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            say(state.warmup_error)
+            if on_ready is not None:
+                on_ready()
 
     async def drain_watch():
         """Sleeps until a drain is asked for, then wakes only when in-flight work finishes (no polling)."""
         await state.drain_requested.wait()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + config.drain_timeout_s
-        while state.inflight or batcher.busy:
+        while state.inflight or any(e.batcher is not None and e.batcher.busy for e in endpoints.values()):
             state.changed.clear()
             try:
                 await asyncio.wait_for(state.changed.wait(), deadline - loop.time())
@@ -140,168 +140,235 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
     @asynccontextmanager
     async def lifespan(app):
         state.start()
-        batcher.start()
-        tasks = [asyncio.create_task(warm_up()), asyncio.create_task(drain_watch())]
+        tasks = [asyncio.create_task(start_all()), asyncio.create_task(drain_watch())]
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
-            await batcher.stop()
-            if tokenizer is not None:
-                tokenizer.shutdown(wait=False, cancel_futures=True)
+            for endpoint in endpoints.values():
+                await endpoint.close()
 
     app = FastAPI(title="infertune serve", version="1", lifespan=lifespan,
-                  description="KServe v2 (Open Inference Protocol) inference over HTTP, with dynamic batching. "
-                              "Infer requests may also use the binary tensor data extension: an "
-                              "Inference-Header-Content-Length header, and tensor bytes after the JSON.")
+                  description="KServe v2 (Open Inference Protocol) inference over HTTP, with dynamic batching, and "
+                              "Triton's model configuration, statistics and repository extensions. Infer requests "
+                              "may also use the binary tensor data extension: an Inference-Header-Content-Length "
+                              "header, and tensor bytes after the JSON.")
     app.state.infertune = state
-    app.state.batcher = batcher
+    app.state.endpoints = endpoints
     app.state.metrics = metrics
     app.state.config = config
-    app.state.body_limit = body_limit
 
     def answer(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
-        metrics.answered(status)
         return Response(body, status_code=status, media_type=JSON, headers=headers)
 
-    def not_ready() -> str | None:
-        if batcher.failure:
-            return f"model '{served.name}' cannot be served: {batcher.failure}; the server must be restarted"
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        return answer(status, codec.error_body(message), headers)
+
+    def server_not_ready() -> str | None:
         if state.draining:
             return "the server is draining (shutting down): retry on another replica"
-        if not state.ready:
-            return state.warmup_error or "the model is warming up: retry when /v2/health/ready answers 200"
-        return None
+        for endpoint in endpoints.values():
+            reason = None if endpoint.unloaded else endpoint.not_ready()
+            if reason:
+                return reason
+        return state.peers_ready()
+
+    def find(name: str) -> Endpoint | Response:
+        endpoint = endpoints.get(name)
+        if endpoint is None:
+            return error(404, f"unknown model '{name}': this server serves {', '.join(map(repr, endpoints))}")
+        return endpoint
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, e: HTTPException):
         message = {404: f"no route {request.method} {request.url.path}: see /docs for the endpoints",
                    405: f"method {request.method} is not allowed on {request.url.path}"}.get(e.status_code,
                                                                                             str(e.detail))
-        return Response(codec.error_body(message), status_code=e.status_code, media_type=JSON,
-                        headers=getattr(e, "headers", None))
+        return error(e.status_code, message, getattr(e, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, e: RequestValidationError):
         first = e.errors()[0] if e.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return Response(codec.error_body(f"bad request at {where}: {first.get('msg', 'invalid')}"), status_code=400,
-                        media_type=JSON)
+        return error(400, f"bad request at {where}: {first.get('msg', 'invalid')}")
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, e: Exception):
         log.exception("internal error on %s %s", request.method, request.url.path)
-        return Response(codec.error_body(f"internal error ({type(e).__name__}); the server log has the details"),
-                        status_code=500, media_type=JSON)
+        return error(500, f"internal error ({type(e).__name__}); the server log has the details")
 
     @app.get("/v2", summary="Server metadata")
     async def server_metadata():
         from infertune import __version__
 
-        return {"name": "infertune", "version": __version__, "extensions": ["binary_tensor_data"]}
+        return {"name": "infertune", "version": __version__,
+                "extensions": ["binary_tensor_data", "model_configuration", "statistics", "model_repository"]}
 
     @app.get("/v2/health/live", summary="Liveness: false only when the server cannot serve until restarted",
              responses={503: ERROR})
     async def live():
-        if batcher.failure:  # a dead batch loop never comes back: an orchestrator should restart the process
-            return Response(codec.error_body(not_ready()), status_code=503, media_type=JSON)
+        dead = next((e for e in endpoints.values() if e.dead), None)
+        if dead is not None:  # a dead batch loop never comes back: an orchestrator should restart the process
+            return error(503, dead.not_ready())
         return {"live": True}
 
-    @app.get("/v2/health/ready", summary="Readiness: true after warm-up, false while draining",
+    @app.get("/v2/health/ready", summary="Readiness: every loaded model warm, false while draining",
              responses={503: ERROR})
     async def ready():
-        reason = not_ready()
-        if reason:
-            return Response(codec.error_body(reason), status_code=503, media_type=JSON)
-        return {"ready": True}
+        reason = server_not_ready()
+        return error(503, reason) if reason else {"ready": True}
 
-    @app.get("/v2/models/{name}", summary="Model metadata", responses={404: ERROR})
+    @app.get("/v2/models/{name}", summary="Model metadata", responses={404: ERROR, 503: ERROR})
     async def model_metadata(name: str):
-        if name != served.name:
-            return Response(codec.error_body(_unknown(name, served)), status_code=404, media_type=JSON)
-        return served.metadata()
+        endpoint = find(name)
+        if isinstance(endpoint, Response):
+            return endpoint
+        if endpoint.served is None:
+            return error(503, endpoint.not_ready() or "not loaded")
+        return {**endpoint.served.metadata(), "name": name}
 
     @app.get("/v2/models/{name}/ready", summary="Model readiness", responses={404: ERROR, 503: ERROR})
     async def model_ready(name: str):
-        if name != served.name:
-            return Response(codec.error_body(_unknown(name, served)), status_code=404, media_type=JSON)
-        reason = not_ready()
-        if reason:
-            return Response(codec.error_body(reason), status_code=503, media_type=JSON)
-        return {"name": served.name, "ready": True}
+        endpoint = find(name)
+        if isinstance(endpoint, Response):
+            return endpoint
+        reason = "the server is draining (shutting down)" if state.draining else endpoint.not_ready()
+        return error(503, reason) if reason else {"name": name, "ready": True}
+
+    @app.get("/v2/models/{name}/config", summary="Model configuration (Triton's extension)",
+             responses={404: ERROR, 503: ERROR})
+    async def model_config(name: str):
+        endpoint = find(name)
+        if isinstance(endpoint, Response):
+            return endpoint
+        if endpoint.served is None:
+            return error(503, endpoint.not_ready() or "not loaded")
+        return endpoint.triton_config()
+
+    @app.get("/v2/models/{name}/stats", summary="Model statistics (Triton's extension)", responses={404: ERROR})
+    async def model_stats(name: str):
+        endpoint = find(name)
+        if isinstance(endpoint, Response):
+            return endpoint
+        return {"model_stats": [endpoint.triton_stats()]}
+
+    @app.get("/v2/models/stats", summary="Statistics of every model (Triton's extension)")
+    async def all_stats():
+        return {"model_stats": [e.triton_stats() for e in endpoints.values()]}
+
+    @app.post("/v2/repository/index", summary="The models and their state (Triton's repository extension)")
+    async def repository_index():
+        return [e.index_entry() for e in endpoints.values()]
+
+    @app.post("/v2/repository/models/{name}/load", summary="Load (or reload) a model of the repository",
+              responses={400: ERROR, 404: ERROR, 409: ERROR})
+    async def load_model(name: str):
+        endpoint = find(name)
+        if isinstance(endpoint, Response):
+            return endpoint
+        if multi_worker:
+            return error(409, "load and unload act on one worker; with --workers above 1 they are refused: restart "
+                              "the server with the models to serve")
+        if endpoint.state == LOADING:
+            return error(409, f"model '{name}' is already loading")
+        if endpoint.batcher is not None:
+            await endpoint.stop(drain_s=config.drain_timeout_s)
+        await endpoint.start()
+        if endpoint.state != READY:
+            return error(400, f"failed to load '{name}': {endpoint.reason}")
+        return {}
+
+    @app.post("/v2/repository/models/{name}/unload", summary="Unload a model: answer what it has queued, then free "
+              "it", responses={404: ERROR, 409: ERROR})
+    async def unload_model(name: str):
+        endpoint = find(name)
+        if isinstance(endpoint, Response):
+            return endpoint
+        if multi_worker:
+            return error(409, "load and unload act on one worker; with --workers above 1 they are refused: restart "
+                              "the server with the models to serve")
+        await endpoint.stop(drain_s=config.drain_timeout_s)
+        endpoint.unloaded = True
+        return {}
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus():
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    async def infer(name: str, headers: dict[bytes, bytes], receive) -> tuple[int, bytes, dict[str, str] | None]:
-        """(status, body, headers) for one infer request; `receive` is the ASGI receive of its body."""
+    async def infer(name: str, headers: dict[bytes, bytes], receive) -> tuple[int, bytes, dict[str, str] | None,
+                                                                              Endpoint | None]:
+        """(status, body, headers, endpoint) for one infer request; `receive` is the ASGI receive of its body."""
         loop = asyncio.get_running_loop()
         arrived = loop.time()
         state.inflight += 1
+        endpoint = endpoints.get(name)
         try:
-            if name != served.name:
-                return 404, codec.error_body(_unknown(name, served)), None
-            reason = not_ready()
+            if endpoint is None:
+                return 404, codec.error_body(f"unknown model '{name}': this server serves "
+                                             f"{', '.join(map(repr, endpoints))}"), None, None
+            reason = "the server is draining (shutting down): retry on another replica" if state.draining \
+                else endpoint.not_ready()
             if reason:
-                return 503, codec.error_body(reason), {"Retry-After": "1"}
+                return 503, codec.error_body(reason), {"Retry-After": "1"}, endpoint
+            served, batcher, cache = endpoint.served, endpoint.batcher, endpoint.cache
             try:
                 try:  # a client that trickles its body must not hold a drain open
-                    body = await asyncio.wait_for(_read_body(headers, receive, body_limit),
-                                                  config.timeout_ms / 1000)
+                    body = await asyncio.wait_for(_read_body(headers, receive, config.max_body_bytes
+                                                             or served.body_limit()), config.timeout_ms / 1000)
                 except asyncio.TimeoutError:
-                    return 408, codec.error_body(f"the request body did not arrive within {config.timeout_ms:g} ms"), None
+                    return 408, codec.error_body(f"the request body did not arrive within {config.timeout_ms:g} ms"), \
+                        None, endpoint
                 decoded = codec.decode(body, served, headers.get(b"inference-header-content-length"))
                 timeout_ms = decoded.timeout_ms or _header_timeout(headers) or config.timeout_ms
             except RequestError as e:
-                return e.status, codec.error_body(e.message), e.headers
+                return e.status, codec.error_body(e.message), e.headers, endpoint
             outputs = cache.get(decoded.key)
-            if outputs is not None:
-                metrics.cache_hits.inc()
-            else:
-                if config.cache_size:
-                    metrics.cache_misses.inc()
+            if cache.size:
+                endpoint.metrics.cache_lookup(outputs is not None, cache.hit_ratio)
+            if outputs is None:
                 deadline = arrived + timeout_ms / 1000
                 if not served.is_text:
                     inputs = decoded.inputs
                 elif sum(map(len, decoded.texts)) <= TOKENIZE_INLINE_CHARS:
                     inputs = served.encode_texts(decoded.texts)
                 else:  # long texts: tokenizing them would hold every other request up
-                    inputs = await loop.run_in_executor(tokenizer, served.encode_texts, decoded.texts)
+                    inputs = await loop.run_in_executor(endpoint.tokenizer, served.encode_texts, decoded.texts)
                 try:
                     future = batcher.submit(inputs, decoded.rows, deadline, decoded.request_id)
                 except QueueFull as e:
-                    return 429, codec.error_body(f"{e}: retry later"), {"Retry-After": "1"}
+                    return 429, codec.error_body(f"{e}: retry later"), {"Retry-After": "1"}, endpoint
                 except EngineFailed as e:  # the batch loop has ended: nothing will be served until a restart
-                    return 503, codec.error_body(str(e)), None
+                    return 503, codec.error_body(str(e)), None, endpoint
                 timer = loop.call_at(deadline, _expire, future)  # cheaper than wait_for's task per request
                 try:
                     outputs = await future
                 except DeadlineExceeded:
                     return 504, codec.error_body(f"deadline of {timeout_ms:g} ms passed before the answer was "
-                                                 f"ready: raise parameters.timeout_ms or the X-Timeout-Ms header"), None
+                                                 f"ready: raise parameters.timeout_ms or the X-Timeout-Ms header"), \
+                        None, endpoint
                 except EngineFailed as e:
-                    return 500, codec.error_body(str(e)), None
+                    return 500, codec.error_body(str(e)), None, endpoint
                 finally:
                     timer.cancel()
                 cache.put(decoded.key, outputs)
-            metrics.request_seconds.observe(loop.time() - arrived)
             body, extra = codec.encode(served, decoded, outputs)
-            return 200, body, extra
+            return 200, body, extra, endpoint
         finally:
             state.inflight -= 1
             if not state.inflight:
                 state.settled()
 
     async def answer_infer(name: str, headers: dict[bytes, bytes], receive, send) -> None:
+        arrived = asyncio.get_running_loop().time()
         try:
-            status, body, extra = await infer(name, headers, receive)
+            status, body, extra, endpoint = await infer(name, headers, receive)
         except Exception as e:  # a bug, never the client's input: JSON, counted, logged, no traceback out
             log.exception("internal error on infer for %s", name)
-            status, body, extra = 500, codec.error_body(f"internal error ({type(e).__name__}); the server log has "
-                                                        f"the details"), None
-        metrics.answered(status)
+            status, body, extra, endpoint = 500, codec.error_body(f"internal error ({type(e).__name__}); the server "
+                                                                  f"log has the details"), None, endpoints.get(name)
+        if endpoint is not None:
+            endpoint.metrics.answered(status, asyncio.get_running_loop().time() - arrived)
         extra = {k.lower(): v for k, v in (extra or {}).items()}
         content_type = extra.pop("content-type", JSON)
         await send({"type": "http.response.start", "status": status,
@@ -314,7 +381,10 @@ def create_app(engines: list[Any], served: ServedModel, config: ServeConfig,
               responses={400: ERROR, 404: ERROR, 413: ERROR, 429: ERROR, 500: ERROR, 503: ERROR, 504: ERROR})
     async def infer_route(name: str, request: Request):
         # documents the route; requests normally take the fast path below, which skips routing and dependencies
-        status, body, extra = await infer(name, dict(request.scope["headers"]), request.receive)
+        arrived = asyncio.get_running_loop().time()
+        status, body, extra, endpoint = await infer(name, dict(request.scope["headers"]), request.receive)
+        if endpoint is not None:
+            endpoint.metrics.answered(status, asyncio.get_running_loop().time() - arrived)
         return answer(status, body, extra)
 
     asgi = InferFastPath(app, answer_infer)
@@ -352,10 +422,6 @@ def _expire(future: asyncio.Future) -> None:
         future.set_exception(DeadlineExceeded("the deadline passed"))
 
 
-def _unknown(name: str, served: ServedModel) -> str:
-    return f"unknown model '{name}': this server serves '{served.name}'"
-
-
 def _header_timeout(headers: dict[bytes, bytes]) -> float | None:
     value = headers.get(b"x-timeout-ms")
     if value is None:
@@ -372,8 +438,8 @@ def _header_timeout(headers: dict[bytes, bytes]) -> float | None:
 async def _read_body(headers: dict[bytes, bytes], receive, limit: int) -> bytes:
     length = headers.get(b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise RequestError(413, f"request body of {int(length)} bytes is over the limit of {limit} bytes: send "
-                                f"fewer samples per request, or start the server with a larger --max-body-bytes")
+        raise RequestError(413, f"request body of {int(length)} bytes is over the limit of {limit} bytes: send fewer "
+                                f"samples per request, or start the server with a larger --max-body-bytes")
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -387,3 +453,4 @@ async def _read_body(headers: dict[bytes, bytes], receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+

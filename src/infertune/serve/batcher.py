@@ -63,7 +63,8 @@ class Batcher:
     def __init__(self, engines: list[Any], *, max_batch_size: int, max_delay_ms: float, max_queue: int,
                  pad_axes: dict[str, int] | None = None, on_batch: Callable[[int, float], None] | None = None,
                  on_queued: Callable[[float], None] | None = None, on_idle: Callable[[], None] | None = None,
-                 name: str = "model"):
+                 on_depth: Callable[[int], None] | None = None, name: str = "model",
+                 target_p99_ms: float | None = None, on_window: Callable[[float, int], None] | None = None):
         self.engines = engines
         self.max_batch_size = max_batch_size
         self.max_delay = max_delay_ms / 1000
@@ -72,6 +73,13 @@ class Batcher:
         self.on_batch = on_batch  # (rows, compute seconds) after each engine call
         self.on_queued = on_queued  # (seconds an item waited) as its batch starts
         self.on_idle = on_idle  # nothing queued or running any more (a drain waits for it)
+        self.on_depth = on_depth or (lambda depth: None)  # (requests waiting) whenever that changes
+        self.on_window = on_window  # (window ms, cap rows) whenever the target-driven choice changes them
+        self.target = None
+        if target_p99_ms:
+            from infertune.serve.adaptive import LatencyTarget
+
+            self.target = LatencyTarget(target_p99_ms, max_batch_size, max_delay_ms)
         self.name = name
         self.failure: str | None = None  # why the batch loop ended, if it ever does (then nothing is served)
         self._queue: deque[Pending] = deque()
@@ -120,6 +128,7 @@ class Batcher:
         item = Pending(inputs=inputs, rows=rows, future=loop.create_future(), enqueued=now, deadline=deadline,
                        group=group, length=length, request_id=request_id)
         self._queue.append(item)
+        self.on_depth(len(self._queue))
         self._inflight += rows
         item.future.add_done_callback(lambda _: self._leave(rows))
         in_flight = self._inflight
@@ -239,7 +248,10 @@ class Batcher:
         while not self._queue:
             self._wake.clear()
             await self._wake.wait()
-        until = self._queue[0].enqueued + self.max_delay
+        if self.target is not None and self.target.adjust(loop.time(), sum(p.rows for p in self._queue)) \
+                and self.on_window is not None:
+            self.on_window(self.target.delay * 1000, self.target.cap)
+        until = self._queue[0].enqueued + self.window
         while self._should_wait(loop.time()):
             self._wake.clear()
             try:
@@ -264,12 +276,12 @@ class Batcher:
         return max(PEAK_WINDOW_S, 4 * self._compute_s)
 
     def _should_wait(self, now: float) -> bool:
-        if not self._queue or now >= self._queue[0].enqueued + self.max_delay:
+        if not self._queue or now >= self._queue[0].enqueued + self.window:
             return False
         waiting = sum(p.rows for p in self._queue)
         peak, when = self._peak
         expected = (peak if now - when <= self._peak_window else self._inflight) - self._running_rows
-        return waiting < min(self.max_batch_size, expected)
+        return waiting < min(self.cap, expected)
 
     def _take(self, now: float) -> list[Pending]:
         """The oldest live item, then items of its group (closest in length first when not all fit), up to
@@ -286,17 +298,29 @@ class Batcher:
             self._queue.clear()
             return []
         first = live[0]
+        cap = self.cap
         mates = [p for p in live[1:] if p.group == first.group]
-        if self.pad_axes and first.rows + sum(p.rows for p in mates) > self.max_batch_size:
+        if self.pad_axes and first.rows + sum(p.rows for p in mates) > cap:
             mates.sort(key=lambda p: abs(p.length - first.length))  # stable: oldest first among equals
         batch, rows = [first], first.rows
         for item in mates:
-            if rows + item.rows <= self.max_batch_size:
+            if rows + item.rows <= cap:
                 batch.append(item)
                 rows += item.rows
         taken = {id(p) for p in batch}
         self._queue = deque(p for p in live if id(p) not in taken)
+        self.on_depth(len(self._queue))
         return batch
+
+    @property
+    def cap(self) -> int:
+        """Most rows one batch takes now: --max-batch-size, or the target-driven choice."""
+        return self.target.cap if self.target is not None else self.max_batch_size
+
+    @property
+    def window(self) -> float:
+        """Seconds a batch may wait to fill after its oldest item arrived."""
+        return self.target.delay if self.target is not None else self.max_delay
 
     # -- running them ----------------------------------------------------------------------------------------
 
@@ -321,6 +345,10 @@ class Batcher:
     def _finish(self, engine, batch: list[Pending], results: list[tuple[Any, BaseException | None]]) -> None:
         self._running_rows -= sum(p.rows for p in batch)
         self._idle.put_nowait(engine)
+        if self.target is not None:
+            now = asyncio.get_running_loop().time()
+            for item in batch:
+                self.target.observe_request(now, now - item.enqueued)
         for item, (outputs, error) in zip(batch, results):
             if item.future.done():
                 continue
@@ -353,6 +381,8 @@ class Batcher:
             return [(None, error)]
         seconds = time.perf_counter() - started
         self._compute_s = 0.8 * self._compute_s + 0.2 * seconds
+        if self.target is not None:
+            self.target.observe_batch(rows, seconds)
         if self.on_batch:
             self.on_batch(rows, seconds)
         results, start = [], 0

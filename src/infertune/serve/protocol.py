@@ -27,10 +27,12 @@ class _Refused(Exception):
     """Raised from a parser callback to stop parsing; the refusal is in `protocol._refusal`."""
 
 
-def guarded_protocol(limits: HttpLimits, on_refused: Callable[[str], None] = lambda reason: None) -> type:
+def guarded_protocol(limits: HttpLimits, on_refused: Callable[[str], None] = lambda reason: None,
+                     on_connections: Callable[[int], None] = lambda count: None) -> type:
     """A uvicorn protocol class (`uvicorn.Config(http=...)`) that enforces `limits`; `on_refused(reason)` is
     called for each refusal, eviction and timeout (reasons: request_line, header_bytes, header_count,
-    header_timeout, body_timeout, idle_timeout, evicted, connection_limit, bad_request)."""
+    header_timeout, body_timeout, idle_timeout, evicted, connection_limit, bad_request); `on_connections(n)` each
+    time the count of open connections changes."""
     opened: dict[GuardedHttpTools, None] = {}  # every open connection, oldest first
 
     class Guarded(GuardedHttpTools):
@@ -38,6 +40,7 @@ def guarded_protocol(limits: HttpLimits, on_refused: Callable[[str], None] = lam
 
     Guarded.limits = limits
     Guarded.on_refused = staticmethod(on_refused)
+    Guarded.on_connections = staticmethod(on_connections)
     Guarded.opened = opened
     return Guarded
 
@@ -45,6 +48,7 @@ def guarded_protocol(limits: HttpLimits, on_refused: Callable[[str], None] = lam
 class GuardedHttpTools(HttpToolsProtocol):
     limits: HttpLimits = HttpLimits()
     on_refused: Callable[[str], None] = staticmethod(lambda reason: None)
+    on_connections: Callable[[int], None] = staticmethod(lambda count: None)
     opened: dict = {}
 
     # -- connection ----------------------------------------------------------------------------------------
@@ -57,12 +61,14 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._new_head()
         self._arm(self.limits.header_timeout_s)  # a connection that never sends a byte is closed too
         self.opened[self] = None
+        self.on_connections(len(self.opened))
         if len(self.connections) > self.limits.max_connections:
             self._make_room()
 
     def connection_lost(self, exc) -> None:
         self._disarm()
         self.opened.pop(self, None)
+        self.on_connections(len(self.opened))
         super().connection_lost(exc)
 
     def _make_room(self) -> None:

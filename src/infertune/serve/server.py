@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sys
@@ -13,29 +14,90 @@ import numpy as np
 from infertune.errors import ConfigError
 from infertune.serve.app import ServeConfig, create_app
 from infertune.serve.codec import ServedModel
+from infertune.serve.endpoint import Loaded
 
 
-def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
+def serve(models: str | list[str], *, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
           backend: str | None = None, weights: str | None = None, data: str | None = None,
           config: ServeConfig = ServeConfig(), token_file: str | Path | None = None,
-          options: dict[str, Any] | None = None, say=None) -> None:
-    """Serve `model` (a run directory, zoo name, .onnx file or factory) over KServe v2 until SIGTERM/SIGINT.
+          options: dict[str, Any] | None = None, workers: int = 1, say=None) -> int:
+    """Serve `models` (run directories, zoo names, .onnx files, factories; `NAME=SPEC` names one in the URL) over
+    KServe v2 until SIGTERM/SIGINT, in `workers` processes sharing the port.
 
-    Example: `serve("runs/demo", port=8000, config=ServeConfig(max_batch_size=32))`.
+    Example: `serve(["runs/demo", "digits=digits-cnn"], port=8000, config=ServeConfig(max_batch_size=32))`.
     """
     say = say or (lambda line: print(f"infertune serve: {line}", file=sys.stderr, flush=True))
     _log_to_stderr()
     check_config(config, port)
+    named = name_models([models] if isinstance(models, str) else list(models), name)
     token = read_token(token_file) if token_file is not None else None
-    engines, served, warmup = load_engines(model, name=name, backend=backend, weights=weights, data=data,
-                                           config=config, options=options)
-    sock = _bind(host, port)
+    if workers < 1:
+        raise ConfigError(f"--workers must be a positive integer, got {workers}")
+    loaders = {n: functools.partial(load_engines, spec, name=n, backend=backend, weights=weights, data=data,
+                                    config=config, options=options) for n, spec in named}
+    worker = os.environ.get(WORKER_ENV)
+    if workers > 1 and worker is None:
+        from infertune.serve.workers import supervise
+
+        for load in loaders.values():  # fail here, once, on a model that cannot load, before any worker starts
+            load(check_only=True)
+        kwargs = dict(models=[f"{n}={spec}" for n, spec in named], host=host, backend=backend, weights=weights,
+                      data=data, config=config, token_file=token_file, options=options, workers=workers)
+        return supervise(workers, host, port, kwargs, say=say)
+    loaded = {n: load() for n, load in loaders.items()}  # a model that cannot load fails now: exit 2
+    sock = _bind(host, port, reuse_port=worker is not None)
     bound = sock.getsockname()[1]
-    app = create_app(engines, served, config, warmup, token=token, say=say)
+    on_ready = None
+    if worker is not None:
+        from infertune.serve.workers import mark_ready
+
+        on_ready = functools.partial(mark_ready, worker)
+    app = create_app({n: (loaders[n], loaded[n]) for n in loaders}, config, token=token, say=say,
+                     multi_worker=worker is not None, on_ready=on_ready)
+    described = ", ".join(f"'{n}' on {loaded[n].backend}" for n in loaded)
     run_app(app, sock, say=say,
-            banner=f"serving '{served.name}' on {engines[0].session.backend} ({config.instances} instance"
-                   f"{'s' if config.instances > 1 else ''}) at http://{_url_host(host)}:{bound}; ready after warm-up; "
-                   f"bodies up to {app.state.body_limit} bytes")
+            banner=f"serving {described} ({config.instances} instance{'s' if config.instances > 1 else ''} each) at "
+                   f"http://{_url_host(host)}:{bound}; ready after warm-up")
+    return 0
+
+
+WORKER_ENV = "INFERTUNE_SERVE_WORKER"  # set in each worker process by the supervisor: its index
+
+
+def name_models(specs: list[str], name: str | None) -> list[tuple[str, str]]:
+    """(URL name, spec) for each model: `NAME=SPEC`, else `--name` (one model), else the model's own name."""
+    if not specs:
+        raise ConfigError("name at least one model to serve: a run directory, zoo name, .onnx file or factory")
+    if name is not None and len(specs) > 1:
+        raise ConfigError("--name names a single model; with several, write NAME=SPEC for each (digits=digits-cnn)")
+    named = []
+    for spec in specs:
+        label, sep, rest = spec.partition("=")
+        if sep and label and all(c.isalnum() or c in "-_." for c in label):
+            named.append((label, rest))
+        else:
+            named.append((name or _default_name(spec), spec))
+    seen: dict[str, str] = {}
+    for label, spec in named:
+        if label in seen:
+            raise ConfigError(f"two models are named '{label}' ({seen[label]} and {spec}): name them apart with "
+                              f"NAME=SPEC")
+        seen[label] = spec
+    return named
+
+
+def _default_name(spec: str) -> str:
+    path = Path(spec)
+    if path.is_dir() and (path / "model").is_dir():  # a run directory: the model it optimized
+        import json
+
+        manifest = path / "model" / "manifest.json"
+        if manifest.is_file():
+            source = json.loads(manifest.read_text()).get("source", "")
+            return _default_name(source) if source else path.name
+    if path.suffix:
+        return path.stem
+    return spec.rsplit(":", 1)[-1] if ":" in spec else (path.name or spec)
 
 
 def _log_to_stderr() -> None:
@@ -62,6 +124,11 @@ def check_config(config: ServeConfig, port: int) -> None:
     positive(config.timeout_ms, "--timeout-ms", float)
     if config.max_body_bytes is not None:
         positive(config.max_body_bytes, "--max-body-bytes")
+    if config.target_p99_ms is not None:
+        positive(config.target_p99_ms, "--target-p99-ms", float)
+    from infertune.serve.cache import make_cache
+
+    make_cache(config.cache_policy, 0)  # an unknown policy fails here
     if config.max_delay_ms < 0:
         raise ConfigError(f"--max-delay-ms must be 0 or more, got {config.max_delay_ms}")
     if config.cache_size < 0:
@@ -100,10 +167,11 @@ def read_token(path: str | Path) -> str:
     return token
 
 
-def load_engines(model: str, *, name: str | None, backend: str | None, weights: str | None, data: str | None,
-                 config: ServeConfig, options: dict[str, Any] | None = None):
+def load_engines(model: str, *, name: str, backend: str | None, weights: str | None, data: str | None,
+                 config: ServeConfig, options: dict[str, Any] | None = None, check_only: bool = False) -> Loaded:
     """`config.instances` engines (threads split between them), what the HTTP layer knows of the model, and
-    warm-up batches at every batch size the batcher may form (powers of two up to the max, and the max)."""
+    warm-up batches at every batch size the batcher may form (powers of two up to the max, and the max).
+    `check_only`: load one engine to find out whether the model loads, and keep nothing."""
     from infertune.bench.job import any_arrays
     from infertune.data import load_dataset
     from infertune.engine import load
@@ -114,17 +182,19 @@ def load_engines(model: str, *, name: str | None, backend: str | None, weights: 
     options = dict(options or {})
     if config.instances > 1 and "threads" not in options:
         options["threads"] = max(1, (os.cpu_count() or 1) // config.instances)
-    engines = [load(model, backend=backend, weights=weights, data=arrays, **options) for _ in range(config.instances)]
+    engines = [load(model, backend=backend, weights=weights, data=arrays, **options)
+               for _ in range(1 if check_only else config.instances)]
     first = engines[0].model
     source = data or first.default_data
     if source and (dataset is None or (not first.is_text and dataset.kind == "arrays")):
         dataset = load_dataset(source, input_specs=None if first.is_text else first.input_specs)
-    served = ServedModel(name=name or first.name, signature=first.signature, encode_texts=first.encode_texts,
+    served = ServedModel(name=name, signature=first.signature, encode_texts=first.encode_texts,
                          max_batch_size=config.max_batch_size,
                          default_data=data or first.default_data)
     sizes = sorted({min(2 ** i, config.max_batch_size) for i in range(config.max_batch_size.bit_length())}
                    | {config.max_batch_size})
-    return engines, served, [_representative(first, dataset, n) for n in sizes]
+    return Loaded(engines=engines, served=served, warmup=[_representative(first, dataset, n) for n in sizes],
+                  backend=engines[0].session.backend)
 
 
 def _representative(model, dataset, rows: int) -> dict[str, np.ndarray]:
@@ -136,10 +206,12 @@ def _representative(model, dataset, rows: int) -> dict[str, np.ndarray]:
     return model.example_inputs(batch_size=rows)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:  # workers share the port: the kernel spreads connections over them
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as e:
@@ -172,8 +244,8 @@ def run_app(app, sock: socket.socket, *, say, banner: str) -> None:
                 self.should_exit = True
 
     limits = app.state.config.limits
-    protocol = guarded_protocol(limits, on_refused=app.state.metrics.refused)
-    app.state.metrics.connections.set_function(lambda: len(protocol.opened))
+    protocol = guarded_protocol(limits, on_refused=app.state.metrics.refused,
+                                on_connections=app.state.metrics.connections.set)
     config = uvicorn.Config(app.state.asgi, log_level="warning", access_log=False, loop="uvloop", http=protocol,
                             lifespan="on", server_header=False, date_header=False, timeout_graceful_shutdown=30,
                             backlog=max(2048, limits.max_connections))
