@@ -152,5 +152,10 @@ def loadtest_table(result) -> None:
                   f"{result.percentile(50):.2f}", f"{result.percentile(90):.2f}", f"{result.percentile(99):.2f}",
                   ", ".join(f"{k}: {v}" for k, v in sorted(result.statuses.items())))
     out.print(table)
+    if result.server_cpu_s is not None:
+        out.print(f"server CPU: {result.server_cpu_s:.2f} s over the run, {result.cpu_s_per_1000:.3f} CPU-seconds per "
+                  f"1,000 requests (from the server's own accounting)")
+    out.print(f"energy: {result.joules_per_1000:.1f} J per 1,000 requests ({result.energy_note})"
+              if result.energy_j is not None else result.energy_note)
     if result.generator_waits:
         out.print(f"note: the generator hit its in-flight cap {result.generator_waits} times: the schedule slipped")

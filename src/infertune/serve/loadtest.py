@@ -31,6 +31,20 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)  # of the requests answered 200
     generator_waits: int = 0
     rows: int = 1  # samples per request
+    server_cpu_s: float | None = None  # the server's CPU time (all its processes) over the run, from its /metrics
+    energy_j: float | None = None  # the machine's energy over the run, where it exposes it (RAPL)
+    energy_note: str = ""
+
+    @property
+    def cpu_s_per_1000(self) -> float | None:
+        """Server CPU-seconds per 1,000 requests answered (of any status)."""
+        answered = sum(self.statuses.values())
+        return self.server_cpu_s / answered * 1000 if self.server_cpu_s is not None and answered else None
+
+    @property
+    def joules_per_1000(self) -> float | None:
+        answered = sum(self.statuses.values())
+        return self.energy_j / answered * 1000 if self.energy_j is not None and answered else None
 
     @property
     def items_per_s(self) -> float:
@@ -52,7 +66,9 @@ class LoadResult:
                 "seconds": self.seconds, "throughput": self.throughput, "rows": self.rows,
                 "items_per_s": self.items_per_s, "statuses": dict(self.statuses),
                 "p50_ms": self.percentile(50), "p90_ms": self.percentile(90), "p99_ms": self.percentile(99),
-                "generator_waits": self.generator_waits}
+                "generator_waits": self.generator_waits, "server_cpu_s": self.server_cpu_s,
+                "server_cpu_s_per_1000": self.cpu_s_per_1000, "energy_j": self.energy_j,
+                "joules_per_1000": self.joules_per_1000, "energy_note": self.energy_note}
 
 
 def loadtest(url: str, *, model: str, concurrency: int = 16, requests: int = 2000, rate: float | None = None,
@@ -94,6 +110,8 @@ async def _loadtest(url, model, concurrency, requests, rate, data, token, timeou
                             + (", binary tensors" if binary else ""))
 
         step = max(1, requests // 100)
+        cpu_before = await _server_cpu(pool, target)
+        energy = Energy()
 
         async def send(i: int, scheduled: float | None = None) -> None:
             started = scheduled or time.perf_counter()  # open loop: from the scheduled time, lag included
@@ -136,9 +154,67 @@ async def _loadtest(url, model, concurrency, requests, rate, data, token, timeou
             if tasks:
                 await asyncio.wait(tasks)
         result.seconds = time.perf_counter() - started
+        cpu_after = await _server_cpu(pool, target)
+        if cpu_before is not None and cpu_after is not None:
+            result.server_cpu_s = cpu_after - cpu_before
+        result.energy_j, result.energy_note = energy.used()
         return result
     finally:
         pool.close()
+
+
+async def _server_cpu(pool: "_Pool", target: "_Target") -> float | None:
+    """The server's own CPU time (`infertune_process_cpu_seconds`, summed over its workers), or None when its
+    /metrics does not say (another server, or a token it does not accept)."""
+    try:
+        status, body = await pool.request(target.get(f"{target.base}/metrics"))
+    except (OSError, asyncio.TimeoutError):
+        return None
+    if status != 200:
+        return None
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith("infertune_process_cpu_seconds "):
+            return float(line.split()[-1])
+    return None
+
+
+class Energy:
+    """The package energy counters of Intel RAPL (/sys/class/powercap/intel-rapl:N/energy_uj), read at the start
+    and at the end; where the machine does not expose them (most VMs, this one), `used` says so, and nothing is
+    estimated. On a GPU, NVML would be the source; it is not read here."""
+
+    ROOT = "/sys/class/powercap"
+
+    def __init__(self):
+        self.start = self._read()
+
+    def _read(self) -> dict[str, tuple[int, int]] | None:
+        import glob
+        import os
+
+        zones = {}
+        for zone in glob.glob(f"{self.ROOT}/intel-rapl:[0-9]*"):
+            if zone.count(":") != 1:
+                continue  # a sub-zone (core, uncore): the package counts it already
+            try:
+                with open(os.path.join(zone, "energy_uj")) as f:
+                    energy = int(f.read())
+                with open(os.path.join(zone, "max_energy_range_uj")) as f:
+                    wrap = int(f.read())
+            except (OSError, ValueError):
+                return None
+            zones[zone] = (energy, wrap)
+        return zones or None
+
+    def used(self) -> tuple[float | None, str]:
+        end = self._read()
+        if self.start is None or end is None:
+            return None, f"energy not measured: this machine exposes no RAPL counters under {self.ROOT}"
+        total = 0
+        for zone, (energy, wrap) in end.items():
+            before = self.start.get(zone, (energy, wrap))[0]
+            total += energy - before if energy >= before else energy + wrap - before
+        return total / 1e6, "RAPL package energy, the whole machine (the load generator included)"
 
 
 async def _metadata(pool: "_Pool", target: "_Target", model: str) -> dict[str, Any]:
