@@ -10,7 +10,8 @@ soak on minilm: open loop at 4x saturation for `--soak-seconds`, the statuses se
 memory growth. The load generator runs in this process on the same 2 cores as the server: that is part of
 what is measured, and noted.
 
-    .venv/bin/python benchmarks/serving.py [--quick] [--soak-seconds 60] [--only-limits] [--out docs/benchmarks.md]
+    .venv/bin/python benchmarks/serving.py [--quick] [--soak-seconds 60] [--only main|limits|workers|target]
+                                           [--out docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -168,25 +169,108 @@ def limits_cost(quick: bool, say, rounds: int = 3) -> list[str]:
     return lines
 
 
+def workers_figures(quick: bool, say, engine: dict) -> list[str]:
+    """digits-cnn at saturation with --workers 1 and 2: 1-sample JSON requests and 8-sample binary ones, against
+    the engine's offline throughput, with the server's CPU-seconds per 1,000 requests."""
+    n = 4000 if quick else 20000
+    rows = ["| --workers | --threads each | requests | samples/s | share of offline (b32) | p50 ms | p99 ms | server "
+            "CPU-s per 1,000 requests | statuses |", "|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+    figures = {}
+    for workers in (1, 2):
+        args = ["--backend", "onnxruntime", "--cache-size", "0", "--max-queue", "1024", "--workers", str(workers)]
+        if workers > 1:
+            args += ["--threads", "1"]
+        with ServerProcess("digits-cnn", *args) as server:
+            loadtest(server.url, model="digits-cnn", concurrency=8, requests=1000, data="digits")
+            for label, kwargs in (("1 sample, JSON", {}), ("8 samples, binary", {"rows": 8, "binary": True})):
+                say(f"workers {workers}: {label}")
+                result = loadtest(server.url, model="digits-cnn", concurrency=CLIENTS,
+                                  requests=n // kwargs.get("rows", 1), data="digits", **kwargs)
+                figures[(workers, label)] = result
+                rows.append(f"| {workers} | {'1' if workers > 1 else 'runtime default'} | {label} | "
+                            f"{result.items_per_s:.0f} | {result.items_per_s / engine['throughput']:.0%} | "
+                            f"{result.percentile(50):.2f} | {result.percentile(99):.2f} | "
+                            f"{result.cpu_s_per_1000:.3f} | {dict(result.statuses)} |")
+    one = figures[(2, "1 sample, JSON")].items_per_s / figures[(1, "1 sample, JSON")].items_per_s
+    eight = figures[(2, "8 samples, binary")].items_per_s / figures[(1, "8 samples, binary")].items_per_s
+    energy = figures[(1, "1 sample, JSON")].energy_note
+    return rows + ["", f"Engine offline (this process, before any server): {engine['throughput']:.0f} samples/s at "
+                       f"batch 32, {engine['b1_throughput']:.0f} at batch 1. Two workers over one: {one:.2f}x with "
+                       f"1-sample requests, {eight:.2f}x with 8-sample binary ones. {energy[:1].upper() + energy[1:]}.",
+                   ""]
+
+
+def target_steps(quick: bool, say, target_ms: float = 100.0, step_s: float = 6.0) -> list[str]:
+    """minilm under an open-loop load that steps 10 % -> 90 % -> 10 % of saturation, with --target-p99-ms and with
+    two fixed settings, each on a fresh server: p99 and throughput in each step."""
+    step_s = 2.0 if quick else step_s
+    shares = (0.1, 0.3, 0.5, 0.7, 0.9, 0.7, 0.5, 0.3, 0.1)
+    settings = {"--target-p99-ms 100": ["--target-p99-ms", str(target_ms)],
+                "fixed: --max-batch-size 32 --max-delay-ms 5": ["--max-batch-size", "32", "--max-delay-ms", "5"],
+                "fixed: --max-batch-size 8 --max-delay-ms 2": ["--max-batch-size", "8", "--max-delay-ms", "2"]}
+    with ServerProcess("minilm", "--backend", "onnxruntime", "--cache-size", "0", "--max-queue", "1024") as server:
+        loadtest(server.url, model="minilm", concurrency=8, requests=200, data="docstrings")
+        capacity = loadtest(server.url, model="minilm", concurrency=CLIENTS, requests=600 if quick else 2500,
+                            data="docstrings").throughput
+    say(f"target steps: minilm saturation {capacity:.0f}/s")
+    rows = ["| setting | " + " | ".join(f"{s:.0%}" for s in shares) + " |", "|---|" + "---|" * len(shares)]
+    at_90 = {}
+    for label, args in settings.items():
+        cells = []
+        with ServerProcess("minilm", "--backend", "onnxruntime", "--cache-size", "0", "--max-queue", "1024",
+                           *args) as server:
+            loadtest(server.url, model="minilm", concurrency=8, requests=200, data="docstrings")
+            for share in shares:
+                say(f"{label}: {share:.0%}")
+                rate = share * capacity
+                result = loadtest(server.url, model="minilm", rate=rate, requests=max(int(rate * step_s), 20),
+                                  data="docstrings")
+                cells.append(f"{result.percentile(99):.1f} / {result.throughput:.0f}")
+                if share == 0.9 and not at_90.get(label):
+                    at_90[label] = (result.throughput, result.percentile(99))
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    best_fixed = max(v[0] for k, v in at_90.items() if k.startswith("fixed"))
+    ours = at_90["--target-p99-ms 100"]
+    return rows + ["", f"Each cell: p99 ms / answered requests per second, open loop at that share of saturation "
+                       f"({capacity:.0f}/s, measured first) for {step_s:g} s, one sentence a request. At 90 %, the "
+                       f"target-driven server answered {ours[0]:.0f}/s (p99 {ours[1]:.1f} ms, target {target_ms:g} ms) "
+                       f"against {best_fixed:.0f}/s for the best fixed setting ({ours[0] / best_fixed:.2f}x).", ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests: smoke figures, not for quoting")
     parser.add_argument("--soak-seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent.parent / "docs" / "benchmarks.md")
-    parser.add_argument("--only-limits", action="store_true", help="only the cost of the HTTP limits (its own "
-                                                                        "section)")
+    parser.add_argument("--only", choices=("main", "limits", "workers", "target"), action="append",
+                        help="run only these sections (repeatable); default: all")
     args = parser.parse_args()
+    only = set(args.only or ("main", "limits", "workers", "target"))
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    limits = header("Serving: the cost of the HTTP limits", "benchmarks/serving.py", args.quick,
-                    "The same server with and without the HTTP limits (request line, header bytes and count, header "
-                    "and body deadlines, connection limit), on digits-cnn, cache off, 64 closed-loop clients and one "
-                    "client, the load generator on the same 2 cores.") + limits_cost(args.quick, say)
-    print("\n".join(limits), flush=True)
-    replace_section(args.out, "\n".join(limits))
-    if args.only_limits:
+    def section(title: str, description: str, body: list[str]) -> None:
+        lines = header(title, "benchmarks/serving.py", args.quick, description) + body
+        print("\n".join(lines), flush=True)
+        replace_section(args.out, "\n".join(lines))
+
+    if "limits" in only:
+        section("Serving: the cost of the HTTP limits",
+                "The same server with and without the HTTP limits (request line, header bytes and count, header "
+                "and body deadlines, connection limit), on digits-cnn, cache off, 64 closed-loop clients and one "
+                "client, the load generator on the same 2 cores.", limits_cost(args.quick, say))
+    if "workers" in only:
+        say("digits-cnn: engine offline")
+        section("Serving: worker processes",
+                "digits-cnn on onnxruntime fp32, cache off, 64 closed-loop clients (the load generator on the same 2 "
+                "cores), --workers 1 and 2 (each worker then 1 intra-op thread).",
+                workers_figures(args.quick, say, offline("digits-cnn", "digits", args.quick, 32)))
+    if "target" in only:
+        section("Serving: batching driven by a latency target",
+                "minilm on onnxruntime fp32, cache off; the load generator on the same 2 cores.",
+                target_steps(args.quick, say))
+    if "main" not in only:
         return
 
     lines = header("Serving", "benchmarks/serving.py", args.quick,
