@@ -28,6 +28,18 @@ def _parse_batch_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _parse_range(text: str, flag: str) -> tuple[int, int]:
+    """'N' or 'MIN,MAX' as (MIN, MAX)."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) not in (1, 2):
+        raise ConfigError(f"{flag} takes N or MIN,MAX (integers), got '{text}'")
+    return (numbers[0], numbers[-1])
+
+
 def _parse_options(pairs: list[str]) -> dict[str, str]:
     options = {}
     for pair in pairs:
@@ -263,6 +275,11 @@ def serve(
                                         "engines and batchers; metrics add up over them"),
     threads: Optional[int] = typer.Option(None, help="intra-op threads per engine (default: the runtime's own, "
                                                      "or the cores split between workers and instances)"),
+    ray: Optional[str] = typer.Option(None, "--ray", help="serve on Ray Serve: an existing cluster's address "
+                                                          "(host:port, or auto), or 'local' to start one here"),
+    replicas: int = typer.Option(1, help="with --ray: model replicas"),
+    autoscale: Optional[str] = typer.Option(None, help="with --ray: MIN,MAX replicas, scaled on ongoing requests"),
+    cpus_per_replica: float = typer.Option(1.0, help="with --ray: CPUs each replica holds (its runtime threads)"),
     cache_ttl_s: Optional[float] = typer.Option(None, help="seconds a cached response stays valid (default: forever)"),
     timeout_ms: float = typer.Option(30000.0, help="deadline of a request that sets none (parameters.timeout_ms or "
                                                    "X-Timeout-Ms); past it: 504"),
@@ -307,7 +324,9 @@ def serve(
     elif workers > 1 and "threads" not in options:
         options["threads"] = max(1, (os.cpu_count() or 1) // (workers * instances))
     code = run_serve(models, host=host, port=port, name=name, backend=backend, weights=weights, data=data,
-                     config=config, token_file=token_file, options=options, workers=workers)
+                     config=config, token_file=token_file, options=options, workers=workers, ray=ray,
+                     replicas=replicas, autoscale=_parse_range(autoscale, "--autoscale") if autoscale else None,
+                     cpus_per_replica=cpus_per_replica)
     if code:
         raise typer.Exit(code)
 

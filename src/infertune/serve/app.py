@@ -57,11 +57,13 @@ class ServerState:
         self.drain_requested: asyncio.Event | None = None
         self.changed: asyncio.Event | None = None  # set, while draining, whenever in-flight work finishes
         self.peers_ready: Callable[[], str | None] = lambda: None  # with --workers: why the others are not ready
+        self.started: asyncio.Event | None = None  # set once every model has been loaded and warmed (or failed)
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.drain_requested = asyncio.Event()
         self.changed = asyncio.Event()
+        self.started = asyncio.Event()
 
     def drain(self) -> bool:
         """Stop taking work and exit once what is in flight is answered. Safe from a signal handler; False when
@@ -116,6 +118,7 @@ def create_app(models: dict[str, tuple[Callable[[], Loaded], Loaded | None]], co
     async def start_all():
         for name, (_, loaded) in models.items():
             await endpoints[name].start(loaded)
+        state.started.set()
         if all(e.state == READY for e in endpoints.values()):
             say("ready")
             if on_ready is not None:

@@ -20,7 +20,8 @@ from infertune.serve.endpoint import Loaded
 def serve(models: str | list[str], *, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
           backend: str | None = None, weights: str | None = None, data: str | None = None,
           config: ServeConfig = ServeConfig(), token_file: str | Path | None = None,
-          options: dict[str, Any] | None = None, workers: int = 1, say=None) -> int:
+          options: dict[str, Any] | None = None, workers: int = 1, ray: str | None = None, replicas: int = 1,
+          autoscale: tuple[int, int] | None = None, cpus_per_replica: float = 1.0, say=None) -> int:
     """Serve `models` (run directories, zoo names, .onnx files, factories; `NAME=SPEC` names one in the URL) over
     KServe v2 until SIGTERM/SIGINT, in `workers` processes sharing the port.
 
@@ -35,6 +36,16 @@ def serve(models: str | list[str], *, host: str = "127.0.0.1", port: int = 8000,
         raise ConfigError(f"--workers must be a positive integer, got {workers}")
     loaders = {n: functools.partial(load_engines, spec, name=n, backend=backend, weights=weights, data=data,
                                     config=config, options=options) for n, spec in named}
+    if ray is not None:
+        from infertune.cluster.serve import serve_on_ray
+
+        if workers > 1:
+            raise ConfigError("--workers and --ray do not go together: on Ray, --replicas (or --autoscale) sets the "
+                              "processes")
+        _check_replicas(replicas, autoscale, cpus_per_replica)
+        return serve_on_ray(named, address=ray, host=host, port=port, replicas=replicas, autoscale=autoscale,
+                            cpus_per_replica=cpus_per_replica, config=config, token=token,
+                            load_kwargs=dict(backend=backend, weights=weights, data=data, options=options), say=say)
     worker = os.environ.get(WORKER_ENV)
     if workers > 1 and worker is None:
         from infertune.serve.workers import supervise
@@ -62,6 +73,15 @@ def serve(models: str | list[str], *, host: str = "127.0.0.1", port: int = 8000,
 
 
 WORKER_ENV = "INFERTUNE_SERVE_WORKER"  # set in each worker process by the supervisor: its index
+
+
+def _check_replicas(replicas: int, autoscale: tuple[int, int] | None, cpus: float) -> None:
+    if replicas < 1:
+        raise ConfigError(f"--replicas must be a positive integer, got {replicas}")
+    if autoscale is not None and not 0 <= autoscale[0] <= autoscale[1] or autoscale is not None and autoscale[1] < 1:
+        raise ConfigError(f"--autoscale takes MIN,MAX with 0 <= MIN <= MAX and MAX >= 1, got {autoscale}")
+    if cpus <= 0:
+        raise ConfigError(f"--cpus-per-replica must be a positive number, got {cpus}")
 
 
 def name_models(specs: list[str], name: str | None) -> list[tuple[str, str]]:
