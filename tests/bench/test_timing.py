@@ -77,3 +77,18 @@ def test_benchmark_reports_latency_size_memory_and_hardware():
     assert result.artifact_bytes > 100_000 and result.peak_rss_bytes > 10_000_000
     assert result.hardware["cpu_model"] and isinstance(result.hardware["isa"], list)
     assert "onnxruntime" in result.versions and "digits heldout" in result.workload
+
+
+def test_peaks_by_dtype_are_measured_once_and_read_back(tmp_path, monkeypatch):
+    from infertune.bench import flops
+
+    monkeypatch.setenv("INFERTUNE_CACHE_DIR", str(tmp_path))
+    flops.peaks.cache_clear()
+    first = flops.peaks()
+    assert set(first) == {"fp32", "bf16", "int8"} and all(v > 0 for v in first.values())
+    assert len(list((tmp_path / "peaks").glob("*.json"))) == 1
+    flops.peaks.cache_clear()
+    assert flops.peaks() == first  # read from the cache, not measured again (a new measurement would differ)
+    flops.peaks.cache_clear()
+    assert [flops.dtype_of(p) for p in ("int8+bf16", "bf16", "fp16", "int4", None)] == \
+        ["int8", "bf16", "fp32", "fp32", "fp32"]

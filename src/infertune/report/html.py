@@ -84,7 +84,8 @@ def _plot(rows: list[dict[str, Any]], best_id: str | None, max_drop: float) -> s
 def _compute(compute: dict[str, Any] | None) -> str:
     if not compute:
         return "-"
-    return f'{compute["gflops"]:.1f} ({compute["fraction_of_peak"]:.1%} of {compute["peak_gflops"]:.0f})'
+    return (f'{compute["gflops"]:.1f} ({compute["fraction_of_peak"]:.1%} of the {compute.get("dtype", "fp32")} '
+            f'peak {compute["peak_gflops"]:.0f})')
 
 
 def _top10(metric: dict[str, Any]) -> str:
@@ -105,7 +106,7 @@ def render(data: dict[str, Any]) -> str:
             "<p>Marker area: size on disk. Blue: baseline; green: chosen; orange: Pareto front; grey: others.</p>",
             "<h2>Candidates</h2><table><thead><tr><th>id</th><th>recipe</th><th>status</th><th>metric</th>"
             "<th>drop</th><th>p50 ms</th><th>p99 ms</th><th>items/s</th><th>speed-up (p10-p90)</th><th>size MB</th>"
-            "<th>peak RSS MB</th><th>GFLOP/s (of fp32 peak)</th><th>precision</th><th>Pareto</th><th>reason / notes</th>"
+            "<th>peak RSS MB</th><th>GFLOP/s (of the peak of its dtype)</th><th>precision</th><th>Pareto</th><th>reason / notes</th>"
             "</tr></thead><tbody>"]
     for r in rows:
         status = r.get("status", "?")
@@ -139,6 +140,9 @@ def render(data: dict[str, Any]) -> str:
     hw = data.get("hardware", {})
     body.append(f"<h2>Hardware and versions</h2><p>{html.escape(str(hw.get('cpu_model')))}, {hw.get('usable_cores')} "
                 f"cores, ISA {html.escape(', '.join(hw.get('isa', [])))}; GPU {html.escape(str(hw.get('gpu')))}</p>"
+                + (f"<p>Measured GEMM peaks (the roof each candidate is compared with, by the dtype its matmuls run "
+                   f"in): {', '.join(f'{k} {v:.0f} G(FL)OP/s' for k, v in (data.get('peaks') or {}).items())}</p>"
+                   if data.get("peaks") else "") +
                 f"<p>{html.escape(', '.join(f'{k} {v}' for k, v in data.get('versions', {}).items()))}</p>")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>infertune report</title><style>{STYLE}</style>"
             f"</head><body>{''.join(body)}<script>{SORT}</script></body></html>")

@@ -224,6 +224,16 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
+def _peaks() -> dict[str, float] | None:
+    """This machine's GEMM peaks by dtype (measured once per hardware, cached): the roofs in the report."""
+    try:
+        from infertune.bench.flops import peaks
+
+        return peaks()
+    except Exception:  # a runtime that cannot measure one costs the report its roofs, not the run
+        return None
+
+
 def _finish(out: Path, finished: list[dict[str, Any]], *, model, weights, max_drop, min_top10, objective, stopped,
             hardware, versions) -> Result:
     from infertune.search.artifact import save_artifact
@@ -240,7 +250,7 @@ def _finish(out: Path, finished: list[dict[str, Any]], *, model, weights, max_dr
             "budget": {"metric": baseline["metric"]["name"], "max_drop": max_drop,
                        **({"min_top10_agreement": min_top10} if "top10_agreement" in baseline["metric"] else {})},
             "objective": objective,
-            "hardware": hardware, "versions": versions}
+            "hardware": hardware, "peaks": _peaks(), "versions": versions}
     final = chosen or baseline
     Recipe.from_dict(final["recipe"]).save(out / "recipe.yaml")
     save_artifact(out / "model", model=model, weights=weights, record=final)

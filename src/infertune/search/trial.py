@@ -102,7 +102,8 @@ def run_trial(job: TrialJob, say=print) -> dict[str, Any]:
         "details": {k: v for o in outputs for k, v in o.details.items() if k in ("sensitivity", "kept_float")},
         "artifact": _artifact_path(artifact),
     }
-    result["compute"] = _compute(model, outputs, workload.batches[job.batch_size][0], stats[job.batch_size].p50_ms)
+    result["compute"] = _compute(model, outputs, workload.batches[job.batch_size][0], stats[job.batch_size].p50_ms,
+                                 session.precision)
     if not is_baseline:
         say("interleaved comparison with the baseline")
         base = Recipe.from_dict(job.baseline_recipe)
@@ -156,18 +157,20 @@ def plausible(speed: dict[str, Any]) -> bool:
     return low > 0 and high / low <= SPREAD_LIMIT and max(value, pooled) / min(value, pooled) <= AGREE_LIMIT
 
 
-def _compute(model, outputs, batch, p50_ms: float) -> dict[str, Any] | None:
-    """Achieved GFLOP/s at the objective batch, as a fraction of this machine's measured fp32 GEMM peak.
-    FLOPs are counted on the last torch form of the model (a pruned or distilled one has fewer)."""
-    from infertune.bench.flops import model_flops, peak_gflops
+def _compute(model, outputs, batch, p50_ms: float, precision: str | None = None) -> dict[str, Any] | None:
+    """Achieved G(FL)OP/s at the objective batch, as a fraction of this machine's measured GEMM peak in the dtype
+    the candidate's matmuls run in (int8 against the int8 peak, bf16 against bf16, else fp32). FLOPs are counted on
+    the last torch form of the model (a pruned or distilled one has fewer)."""
+    from infertune.bench.flops import dtype_of, model_flops, peaks
 
     torch_forms = [o.model for o in outputs if o.model.format == "torch"]
     flops = model_flops(torch_forms[-1] if torch_forms else model, batch)
     if not flops:
         return None
     achieved = flops / (p50_ms / 1e3) / 1e9
-    peak = peak_gflops()
-    return {"flops": flops, "gflops": achieved, "peak_gflops": peak, "fraction_of_peak": achieved / peak}
+    dtype = dtype_of(precision)
+    peak = peaks()[dtype]
+    return {"flops": flops, "gflops": achieved, "dtype": dtype, "peak_gflops": peak, "fraction_of_peak": achieved / peak}
 
 
 def _latency(stats) -> dict[str, float]:
