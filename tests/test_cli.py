@@ -158,3 +158,13 @@ def test_the_installed_executable_exits_2_on_usage_errors_with_one_line(args, me
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
+def test_a_recipe_value_out_of_its_declared_range_exits_2_naming_the_field_and_range(cli, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("format: infertune.recipe\nversion: 1\npasses:\n- pass: prune-structured\n  amount: 1.5\n"
+                      "backend:\n  name: torch\n")
+    result = cli("optimize", "digits-cnn", "--recipe", str(recipe), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    line = one_line_error(result)
+    assert "pass 'prune-structured' option amount=1.5 is out of range: it takes a number in (0.0, 1.0)" in line

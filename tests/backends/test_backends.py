@@ -85,7 +85,7 @@ def test_unknown_backend_and_option_name_the_value():
         make_backend_settings("tensorrt")
     with pytest.raises(ConfigError, match="onnxruntime has no option 'freezing'"):
         make_backend_settings("onnxruntime", freezing=True)
-    with pytest.raises(ConfigError, match="threads must be a positive integer, got 0"):
+    with pytest.raises(ConfigError, match="threads=0 is out of range: it takes a number of at least 1"):
         make_backend_settings("torch", threads="0")
     with pytest.raises(ConfigError, match="graph_optimization='max'"):
         make_backend_settings("onnxruntime", graph_optimization="max")

@@ -57,6 +57,8 @@ class OpenVINOSession(Session):
                   "PERFORMANCE_HINT": settings.performance_hint}
         if settings.threads is not None:
             config["INFERENCE_NUM_THREADS"] = settings.threads
+        if settings.streams is not None:
+            config["NUM_STREAMS"] = settings.streams
         core = ov.Core()
         self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         self._request = self._compiled.create_infer_request()

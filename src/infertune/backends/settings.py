@@ -7,48 +7,68 @@ from dataclasses import dataclass
 from typing import Any
 
 from infertune.errors import ConfigError
+from infertune.params import check, param
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
+def usable_core_counts() -> tuple[int, ...]:
+    """Intra-op thread counts worth trying: 1 up to the cores this process may use (powers of two, and all)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return tuple(sorted({min(2 ** i, cores) for i in range(cores.bit_length())} | {cores}))
+
+
+# A field's `search` is what the search's refine stage tries on a built candidate (speed only: the outputs stay
+# the same); `precision` changes the numbers, so it is tried as candidates of their own, where the ISA helps.
+
+
 @dataclass(frozen=True)
 class TorchSettings:
-    precision: str = "fp32"      # weights and float inputs cast to this dtype; outputs returned as float32
-    threads: int | None = None   # torch.set_num_threads; None keeps the runtime's default
+    precision: str = param("fp32", "weights and float inputs cast to this dtype; outputs returned as float32",
+                           choices=PRECISIONS)
+    threads: int | None = param(None, "torch.set_num_threads; None keeps the runtime's default", low=1,
+                                search=usable_core_counts)
     device: str = "cpu"
 
 
 @dataclass(frozen=True)
 class TorchCompileSettings(TorchSettings):
-    freezing: bool = True        # inductor freezing: folds weights as constants (about 2x on MiniLM here)
-    mode: str = "default"        # torch.compile mode: default, reduce-overhead, max-autotune
+    freezing: bool = param(True, "inductor freezing: folds weights as constants (about 2x on MiniLM here)",
+                           search=(True, False))
+    mode: str = param("default", "torch.compile mode", choices=("default", "reduce-overhead", "max-autotune",
+                                                                  "max-autotune-no-cudagraphs"),
+                      search=("default", "max-autotune-no-cudagraphs"))
 
 
 @dataclass(frozen=True)
 class OnnxRuntimeSettings:
-    precision: str = "fp32"      # ONNX Runtime runs the graph's own dtypes; fp16 graphs come from a pass
-    threads: int | None = None   # intra-op threads; None = one per physical core
+    precision: str = param("fp32", "ONNX Runtime runs the graph's own dtypes; fp16 graphs come from a pass",
+                           choices=PRECISIONS)
+    threads: int | None = param(None, "intra-op threads; None = one per physical core", low=1,
+                                search=usable_core_counts)
     device: str = "cpu"
-    graph_optimization: str = "all"   # disable, basic, extended, all
-    spinning: bool = True        # intra-op threads spin between calls; off leaves the cores to other work (a server)
-    exporter: str = "torchscript"     # for torch models: torchscript (dynamo=False) or dynamo
+    graph_optimization: str = param("all", "graph optimization level", choices=("disable", "basic", "extended", "all"),
+                                    search=("all", "extended", "basic"))
+    spinning: bool = param(True, "intra-op threads spin between calls; off leaves the cores to other work (a server)",
+                           search=(True, False))
+    exporter: str = param("torchscript", "for torch models: torchscript (dynamo=False) or dynamo",
+                          choices=("torchscript", "dynamo"))
 
 
 @dataclass(frozen=True)
 class OpenVINOSettings:
-    precision: str = "fp32"      # INFERENCE_PRECISION_HINT, always set: unset, this CPU silently runs bf16
-    threads: int | None = None   # INFERENCE_NUM_THREADS
+    precision: str = param("fp32", "INFERENCE_PRECISION_HINT, always set: unset, a bf16-capable CPU silently runs "
+                                   "bf16", choices=PRECISIONS)
+    threads: int | None = param(None, "INFERENCE_NUM_THREADS", low=1, search=usable_core_counts)
     device: str = "cpu"
-    performance_hint: str = "LATENCY"  # LATENCY or THROUGHPUT
-    exporter: str = "torchscript"
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "precision": PRECISIONS,
-    "mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
-    "graph_optimization": ("disable", "basic", "extended", "all"),
-    "exporter": ("torchscript", "dynamo"),
-    "performance_hint": ("LATENCY", "THROUGHPUT"),
-}
+    performance_hint: str = param("LATENCY", "PERFORMANCE_HINT", choices=("LATENCY", "THROUGHPUT"),
+                                  search=("LATENCY", "THROUGHPUT"))
+    streams: int | None = param(None, "NUM_STREAMS (parallel requests the plugin prepares for); None: as the "
+                                      "performance hint decides", low=1, search=(1, 2))
+    exporter: str = param("torchscript", "for torch models: torchscript (dynamo=False) or dynamo",
+                          choices=("torchscript", "dynamo"))
 
 
 def _coerce(backend: str, name: str, value: Any, kind: type) -> Any:
@@ -79,10 +99,7 @@ def make_settings(backend: str, cls: type, options: dict[str, Any]) -> Any:
         if name not in fields:
             raise ConfigError(f"{backend} has no option '{name}': its options are {', '.join(fields)}")
         kind = {"int | None": int, "bool": bool, "str": str}.get(str(fields[name].type), str)
-        value = _coerce(backend, name, value, kind)
-        if name in _CHOICES and value not in _CHOICES[name]:
-            raise ConfigError(f"{backend} option {name}={value!r} is not one of {', '.join(_CHOICES[name])}")
-        if name == "threads" and value is not None and value < 1:
-            raise ConfigError(f"threads must be a positive integer, got {value}")
-        values[name] = value
-    return cls(**values)
+        values[name] = _coerce(backend, name, value, kind)
+    settings = cls(**values)
+    check(backend, settings)
+    return settings

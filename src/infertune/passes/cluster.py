@@ -10,15 +10,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from infertune.errors import ConfigError, UnsupportedModelError
-from infertune.passes.registry import PassContext, PassOutput, param, register
+from infertune.passes.registry import Checked, param, PassContext, PassOutput, register
 
 
 @dataclass(frozen=True)
-class WeightSharing:
-    bits: int = param(6, "centroids per layer = 2^bits, from 4 to 8", search=(4, 6, 8))
+class WeightSharing(Checked):
+    bits: int = param(6, "centroids per layer = 2^bits, from 4 to 8", search=(4, 6, 8), low=4, high=8)
     layer_types: tuple[str, ...] = param(("Linear", "Conv2d"), "module types whose weights are clustered")
     min_size: int = param(1024, "layers with fewer weights stay as they are")
-    fine_tune_epochs: int = param(0, "epochs of centroid fine-tuning on the train split (indices stay fixed)")
+    fine_tune_epochs: int = param(0, "epochs of centroid fine-tuning on the train split (indices stay fixed)", low=0)
     lr: float = param(1e-4, "centroid fine-tuning learning rate")
 
 
@@ -37,7 +37,7 @@ def kmeans_1d(values: np.ndarray, k: int, iterations: int = 25) -> tuple[np.ndar
     return np.searchsorted(edges, values).astype(np.uint8), centroids.astype(np.float32)
 
 
-@register("weight-sharing", WeightSharing, formats=("torch",),
+@register("weight-sharing", WeightSharing, formats=("torch",), stage="structure", objectives=("size",),
           summary="k-means weight clustering, stored as packed indices + codebook (smaller on disk)")
 def weight_sharing(model, config: WeightSharing, ctx: PassContext) -> PassOutput:
     import torch

@@ -10,18 +10,20 @@ import dataclasses
 from dataclasses import dataclass
 
 from infertune.errors import ConfigError, PassError
-from infertune.passes.registry import PassContext, PassOutput, param, register
+from infertune.passes.registry import Checked, param, PassContext, PassOutput, register
 from infertune.passes.structure import bert_layers, channel_chains, prune_chains
 
 
 @dataclass(frozen=True)
-class Distill:
-    width: float = param(0.5, "CNN/MLP student: fraction of each hidden layer's channels kept", search=(0.5, 0.25))
-    layers: int = param(3, "transformer student: encoder layers kept (evenly spaced, teacher-initialised)")
-    epochs: int = param(30, "epochs over the train split")
+class Distill(Checked):
+    width: float = param(0.5, "CNN/MLP student: fraction of each hidden layer's channels kept", search=(0.5, 0.25),
+                         low=0.0, high=1.0, open_low=True)
+    layers: int = param(3, "transformer student: encoder layers kept (evenly spaced, teacher-initialised)", low=1)
+    epochs: int = param(30, "epochs over the train split", low=1)
     lr: float = param(1e-3, "learning rate (AdamW)")
     temperature: float = param(4.0, "softmax temperature of the soft targets (class scores)")
-    alpha: float = param(0.7, "weight of the soft targets against the hard labels (class scores)")
+    alpha: float = param(0.7, "weight of the soft targets against the hard labels (class scores)", low=0.0,
+                         high=1.0)
     reinit: bool = param(False, "CNN/MLP student: start from random weights instead of the teacher's")
 
 
@@ -60,7 +62,7 @@ def _thin_student(module, width: float, reinit: bool):
     return student, f"thinned {len(chains)} layers to {width:.0%} of their width"
 
 
-@register("distill", Distill, formats=("torch",), summary="train a smaller student from the model as teacher")
+@register("distill", Distill, formats=("torch",), stage="structure", needs=("training",), summary="train a smaller student from the model as teacher")
 def distill(model, config: Distill, ctx: PassContext) -> PassOutput:
     split = ctx.require("train", "distill needs training data: pass --data (the train split is used)")
     teacher = model.module

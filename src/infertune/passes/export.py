@@ -21,7 +21,7 @@ import numpy as np
 
 from infertune.errors import ConfigError, ExportError
 from infertune.model.base import Model
-from infertune.passes.registry import PassContext, PassOutput, param, register
+from infertune.passes.registry import Checked, param, PassContext, PassOutput, register
 
 EXPORTERS = ("torchscript", "dynamo")
 # 17, not 18: at 18 ReduceL2 takes its axes as an input, which ONNX Runtime's symbolic shape inference does
@@ -220,12 +220,13 @@ def onnx_bytes(path: Path) -> int:
 
 
 @dataclass(frozen=True)
-class ExportOnnx:
+class ExportOnnx(Checked):
     exporter: str = param("torchscript", "torchscript (dynamo=False; fuses fully in ONNX Runtime) or dynamo",
                           search=("torchscript", "dynamo"), choices=EXPORTERS)
 
 
-@register("export-onnx", ExportOnnx, formats=("torch",), summary="torch -> ONNX, validated against the source")
+@register("export-onnx", ExportOnnx, formats=("torch",), stage="export", backends=("onnxruntime", "openvino"),
+          summary="torch -> ONNX, validated against the source")
 def export_pass(model: Model, config: ExportOnnx, ctx: PassContext) -> PassOutput:
     calibration = ctx.split("calibration")
     inputs = None

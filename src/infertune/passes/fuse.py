@@ -9,15 +9,16 @@ from pathlib import Path
 
 from infertune.errors import ExportError, PassError
 from infertune.passes.onnx_utils import as_onnx, cosine_rows, require_onnx, run_onnx, sample_batches
-from infertune.passes.registry import PassContext, PassOutput, param, register
+from infertune.passes.registry import Checked, param, PassContext, PassOutput, register
 
 
 @dataclass(frozen=True)
-class FoldBatchNorm:
+class FoldBatchNorm(Checked):
     """Fold each eval-mode BatchNorm into the convolution before it (torch.fx)."""
 
 
-@register("fold-bn", FoldBatchNorm, formats=("torch",), summary="fold BatchNorm into the preceding conv (torch)")
+@register("fold-bn", FoldBatchNorm, formats=("torch",), needs=("convolutions",), backends=("torch", "torch-compile"),
+          summary="fold BatchNorm into the preceding conv (torch)")
 def fold_batchnorm(model, config: FoldBatchNorm, ctx: PassContext) -> PassOutput:
     import copy
 
@@ -36,16 +37,17 @@ def fold_batchnorm(model, config: FoldBatchNorm, ctx: PassContext) -> PassOutput
 
 
 @dataclass(frozen=True)
-class OrtFusion:
+class OrtFusion(Checked):
     model_type: str = param("bert", "ONNX Runtime transformer optimizer model type (bert, gpt2, ...); "
                                     "'none' runs only ONNX Runtime's generic graph optimizations")
     num_heads: int = param(0, "attention heads; 0 takes the model's own figure, or lets ONNX Runtime detect it")
     hidden_size: int = param(0, "hidden size; 0 takes the model's own figure, or lets ONNX Runtime detect it")
     save_ort_format: bool = param(False, "also bake ONNX Runtime's level-'extended' optimizations into the file")
-    min_cosine: float = param(0.9999, "smallest row cosine against the unfused graph that is accepted")
+    min_cosine: float = param(0.9999, "smallest row cosine against the unfused graph that is accepted", low=0.0,
+                              high=1.0)
 
 
-@register("ort-fusion", OrtFusion, formats=("onnx",),
+@register("ort-fusion", OrtFusion, formats=("onnx",), needs=("transformer",), backends=("onnxruntime",),
           summary="ONNX Runtime fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm), constant folding")
 def ort_fusion(model, config: OrtFusion, ctx: PassContext) -> PassOutput:
     source = require_onnx(model, "ort-fusion")

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 from infertune.errors import ConfigError
 from infertune.passes.layer_timing import input_shapes, speedup
-from infertune.passes.registry import PassContext, PassOutput, param, register
+from infertune.passes.registry import Checked, param, PassContext, PassOutput, register
 
 
 @dataclass(frozen=True)
-class LowRank:
+class LowRank(Checked):
     energy: float = param(0.9, "share of the squared singular values kept; sets each layer's rank",
                           search=(0.9, 0.95))
     min_speedup: float = param(1.05, "a layer is factored only where the factored form is measured this much faster")
@@ -50,7 +50,7 @@ def _factor(layer, energy: float):
     return nn.Sequential(first, second).eval(), rank
 
 
-@register("lowrank", LowRank, formats=("torch",),
+@register("lowrank", LowRank, formats=("torch",), stage="structure", searched=False,
           summary="SVD factorization of Linear / conv layers, kept only where measured faster")
 def lowrank(model, config: LowRank, ctx: PassContext) -> PassOutput:
     from torch import nn

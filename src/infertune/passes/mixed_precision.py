@@ -11,11 +11,11 @@ import numpy as np
 
 from infertune.passes.onnx_utils import as_onnx, cosine_rows, require_onnx, run_onnx, sample_batches
 from infertune.passes.quantize.onnx_backend import Int8Dynamic, Int8Static, int8_dynamic, int8_static
-from infertune.passes.registry import PassContext, PassOutput, param, register
+from infertune.passes.registry import INT8_ISA, Checked, param, PassContext, PassOutput, register
 
 
 @dataclass(frozen=True)
-class MixedPrecisionInt8:
+class MixedPrecisionInt8(Checked):
     base: str = param("int8-dynamic", "the int8 pass whose layers are ranked: int8-dynamic or int8-static",
                       choices=("int8-dynamic", "int8-static"))
     per_channel: bool = param(True, "per-channel weight scales for the quantized layers")
@@ -42,7 +42,8 @@ def _drop(reference: list[np.ndarray], outputs: list[np.ndarray], task: str) -> 
     return float(1.0 - cosine_rows(reference, outputs).mean())
 
 
-@register("int8-mixed", MixedPrecisionInt8, formats=("onnx",),
+@register("int8-mixed", MixedPrecisionInt8, formats=("onnx",), stage="precision", needs=("calibration",),
+          backends=("onnxruntime",), accelerated_by=INT8_ISA, searched=False,
           summary="int8 with the most sensitive layers kept in float until the validation drop fits the budget")
 def int8_mixed(model, config: MixedPrecisionInt8, ctx: PassContext) -> PassOutput:
     source = require_onnx(model, "int8-mixed")

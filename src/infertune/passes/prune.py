@@ -9,13 +9,14 @@ import dataclasses
 from dataclasses import dataclass
 
 from infertune.errors import ConfigError, PassError, UnsupportedModelError
-from infertune.passes.registry import PassContext, PassOutput, param, register
+from infertune.passes.registry import Checked, param, PassContext, PassOutput, register
 from infertune.passes.structure import bert_layers, channel_chains, prune_bert_layer, prune_chains
 
 
 @dataclass(frozen=True)
-class MagnitudePrune:
-    sparsity: float = param(0.5, "fraction of weights set to zero", search=(0.5, 0.8))
+class MagnitudePrune(Checked):
+    sparsity: float = param(0.5, "fraction of weights set to zero", search=(0.5, 0.8), low=0.0, high=1.0,
+                             open_high=True)
     scope: str = param("global", "global: one threshold over all layers; layer: the same fraction in each",
                        choices=("global", "layer"))
     layer_types: tuple[str, ...] = param(("Linear", "Conv2d"), "module types whose weights are pruned")
@@ -23,7 +24,7 @@ class MagnitudePrune:
                          choices=("dense", "sparse"))
 
 
-@register("prune-magnitude", MagnitudePrune, formats=("torch",),
+@register("prune-magnitude", MagnitudePrune, formats=("torch",), stage="structure", objectives=("size",),
           summary="unstructured magnitude pruning (zeros; dense kernels gain no speed from them)")
 def prune_magnitude(model, config: MagnitudePrune, ctx: PassContext) -> PassOutput:
     import torch
@@ -63,8 +64,9 @@ def prune_magnitude(model, config: MagnitudePrune, ctx: PassContext) -> PassOutp
 
 
 @dataclass(frozen=True)
-class StructuredPrune:
-    amount: float = param(0.5, "fraction of channels / neurons / heads removed", search=(0.25, 0.5, 0.75))
+class StructuredPrune(Checked):
+    amount: float = param(0.5, "fraction of channels / neurons / heads removed", search=(0.25, 0.5, 0.75),
+                          low=0.0, high=1.0, open_low=True, open_high=True)
     importance: str = param("l1", "l1 or l2 weight norm, or taylor (|gradient x weight| on calibration data)",
                             search=("l1", "taylor"), choices=("l1", "l2", "taylor"))
     heads: bool = param(True, "transformers: prune attention heads too (else FFN neurons only)")
@@ -73,7 +75,7 @@ class StructuredPrune:
     lr: float = param(1e-3, "fine-tuning learning rate")
 
 
-@register("prune-structured", StructuredPrune, formats=("torch",),
+@register("prune-structured", StructuredPrune, formats=("torch",), stage="structure", needs=("training",),
           summary="remove whole channels / neurons / heads (a smaller dense model), then fine-tune")
 def prune_structured(model, config: StructuredPrune, ctx: PassContext) -> PassOutput:
     if not 0 < config.amount < 1:

@@ -15,24 +15,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from infertune.errors import ConfigError, UnsupportedModelError
+from infertune.params import Checked, check, param, search_space  # noqa: F401  (param: the passes' field helper)
 
-
-def param(default: Any, help: str, *, search: tuple | None = None, choices: tuple | None = None) -> Any:
-    """A config field with its meaning, the values it may take (`choices`) and, where the search should
-    try several, its space."""
-    if isinstance(default, (list, dict, set)):
-        raise TypeError("config defaults must be immutable: use a tuple")
-    return field(default=default, metadata={"help": help, "search": search, "choices": choices})
+STAGES = ("export", "graph", "precision", "structure")
+NEEDS = ("calibration", "training", "transformer", "convolutions")
+OBJECTIVES = ("latency", "throughput", "size")
+INT8_ISA = ("amx_int8", "avx512_vnni", "avx_vnni")  # what makes int8 matmuls fast on a CPU
+BF16_ISA = ("amx_bf16", "avx512_bf16")
 
 
 def check_config(name: str, config: Any) -> None:
-    """Raise ConfigError naming a field whose value is not one of its choices."""
-    for f in dataclasses.fields(config):
-        choices = f.metadata.get("choices")
-        value = getattr(config, f.name)
-        if choices is not None and value not in choices:
-            raise ConfigError(f"pass '{name}' option {f.name}={value!r} is not one of "
-                              f"{', '.join(map(str, choices))}")
+    """Raise ConfigError naming a field whose value is outside its choices or range."""
+    check(f"pass '{name}'", config)
 
 
 @dataclass
@@ -71,25 +65,42 @@ class PassOutput:
 
 @dataclass(frozen=True)
 class PassEntry:
+    """A registered pass and what the search reads from it: where it sits in a recipe (`stage`), what it needs
+    (data splits, a transformer, convolutions), which backends run what it makes, which ISA flags make that fast,
+    which objectives it serves, and whether the search tries it at all (a fallback such as int8-mixed is not)."""
+
     name: str
     config: type
     function: Callable[..., PassOutput]
     formats: tuple[str, ...]   # model formats it takes: "torch", "onnx"
     summary: str
+    stage: str = "graph"
+    needs: tuple[str, ...] = ()
+    backends: tuple[str, ...] = ()     # backends that run its output (empty: any that takes the format)
+    accelerated_by: tuple[str, ...] = ()
+    objectives: tuple[str, ...] = OBJECTIVES
+    searched: bool = True
 
 
 PASSES: dict[str, PassEntry] = {}
 _BY_CONFIG: dict[type, PassEntry] = {}
 
 
-def register(name: str, config: type, *, formats: tuple[str, ...], summary: str):
+def register(name: str, config: type, *, formats: tuple[str, ...], summary: str, stage: str = "graph",
+             needs: tuple[str, ...] = (), backends: tuple[str, ...] = (), accelerated_by: tuple[str, ...] = (),
+             objectives: tuple[str, ...] = OBJECTIVES, searched: bool = True):
     if not dataclasses.is_dataclass(config) or not config.__dataclass_params__.frozen:
         raise TypeError(f"pass '{name}' config {config.__name__} must be a frozen dataclass")
+    if stage not in STAGES or set(needs) - set(NEEDS) or set(objectives) - set(OBJECTIVES):
+        raise ValueError(f"pass '{name}': stage must be one of {STAGES}, needs among {NEEDS}, objectives among "
+                         f"{OBJECTIVES}")
+    config.pass_name = name  # errors about its values name the pass
 
     def decorate(function: Callable[..., PassOutput]) -> Callable[..., PassOutput]:
         if name in PASSES or config in _BY_CONFIG:
             raise ValueError(f"pass '{name}' ({config.__name__}) is registered twice")
-        entry = PassEntry(name, config, function, formats, summary)
+        entry = PassEntry(name, config, function, formats, summary, stage, tuple(needs), tuple(backends),
+                          tuple(accelerated_by), tuple(objectives), searched)
         PASSES[name] = entry
         _BY_CONFIG[config] = entry
         return function
@@ -133,7 +144,10 @@ def config_from_dict(name: str, values: dict[str, Any]) -> Any:
     unknown = sorted(set(values) - fields)
     if unknown:
         raise ConfigError(f"pass '{name}' has no option '{unknown[0]}': its options are {', '.join(sorted(fields))}")
-    config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    try:
+        config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    except TypeError as e:
+        raise ConfigError(f"pass '{name}': {e}") from e
     check_config(name, config)
     return config
 

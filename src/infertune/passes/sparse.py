@@ -10,11 +10,11 @@ import warnings
 from dataclasses import dataclass
 
 from infertune.passes.layer_timing import input_shapes, speedup
-from infertune.passes.registry import PassContext, PassOutput, param, register
+from infertune.passes.registry import Checked, param, PassContext, PassOutput, register
 
 
 @dataclass(frozen=True)
-class SparseLinear:
+class SparseLinear(Checked):
     min_sparsity: float = param(0.7, "only Linear layers with at least this share of zero weights are tried")
     min_speedup: float = param(1.05, "a layer runs sparse only where measured this much faster than dense")
 
@@ -58,7 +58,7 @@ def _sparse_linear(layer):
     return CsrLinear(layer).eval()
 
 
-@register("sparse-linear", SparseLinear, formats=("torch",),
+@register("sparse-linear", SparseLinear, formats=("torch",), stage="structure", searched=False,
           summary="CSR sparse matmul for highly sparse Linear layers, kept only where measured faster")
 def sparse_linear(model, config: SparseLinear, ctx: PassContext) -> PassOutput:
     from torch import nn

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from infertune.passes.onnx_utils import as_onnx, require_onnx, sample_batches
-from infertune.passes.registry import PassContext, PassOutput, param, register
+from infertune.passes.registry import INT8_ISA, Checked, param, PassContext, PassOutput, register
 
 # Graphs with fused Attention need this, or quantization fails on tensors of unknown type
 FLOAT_DEFAULT = {"DefaultTensorType": 1}  # onnx.TensorProto.FLOAT
@@ -29,7 +29,7 @@ def _quant_type(name: str):
 
 
 @dataclass(frozen=True)
-class Int8Dynamic:
+class Int8Dynamic(Checked):
     per_channel: bool = param(True, "one weight scale per output channel (else one per tensor)",
                               search=(True, False))
     reduce_range: bool = param(False, "7-bit weights, for CPUs without VNNI (avoids overflow)")
@@ -38,7 +38,8 @@ class Int8Dynamic:
     exclude: tuple[str, ...] = param((), "node names kept in float (mixed precision)")
 
 
-@register("int8-dynamic", Int8Dynamic, formats=("onnx",),
+@register("int8-dynamic", Int8Dynamic, formats=("onnx",), stage="precision", backends=("onnxruntime",),
+          accelerated_by=INT8_ISA,
           summary="ONNX Runtime int8 weights, activations quantized at run time; no data needed")
 def int8_dynamic(model, config: Int8Dynamic, ctx: PassContext) -> PassOutput:
     from onnxruntime.quantization import quantize_dynamic
@@ -56,15 +57,15 @@ def int8_dynamic(model, config: Int8Dynamic, ctx: PassContext) -> PassOutput:
 
 
 @dataclass(frozen=True)
-class Int8Static:
+class Int8Static(Checked):
     calibration: str = param("minmax", "calibration method: minmax, entropy or percentile",
                              search=("minmax", "entropy", "percentile"), choices=("minmax", "entropy", "percentile"))
     per_channel: bool = param(True, "one weight scale per output channel", search=(True, False))
     activation_type: str = param("quint8", "quint8 or qint8 activations", choices=("quint8", "qint8"))
     op_types: tuple[str, ...] = param(("MatMul", "Gemm", "Conv"), "operator types to quantize")
     exclude: tuple[str, ...] = param((), "node names kept in float (mixed precision)")
-    samples: int = param(128, "calibration samples, from the calibration split only")
-    percentile: float = param(99.999, "for percentile calibration")
+    samples: int = param(128, "calibration samples, from the calibration split only", low=1)
+    percentile: float = param(99.999, "for percentile calibration", low=0.0, high=100.0, open_low=True)
 
 
 class _Reader:
@@ -84,7 +85,8 @@ class _Reader:
         self._index = 0
 
 
-@register("int8-static", Int8Static, formats=("onnx",),
+@register("int8-static", Int8Static, formats=("onnx",), stage="precision", needs=("calibration",),
+          backends=("onnxruntime",), accelerated_by=INT8_ISA,
           summary="ONNX Runtime int8 QDQ with activation ranges calibrated on the calibration split")
 def int8_static(model, config: Int8Static, ctx: PassContext) -> PassOutput:
     import onnxruntime as ort
@@ -116,13 +118,14 @@ def int8_static(model, config: Int8Static, ctx: PassContext) -> PassOutput:
 
 
 @dataclass(frozen=True)
-class Int4WeightOnly:
+class Int4WeightOnly(Checked):
     block_size: int = param(32, "weights per scale along the input dimension", search=(32, 64, 128))
     symmetric: bool = param(True, "symmetric (no zero point) 4-bit weights")
     accuracy_level: int = param(4, "MatMulNBits compute type: 4 = int8 activations (fast on CPU), 0 = float")
 
 
-@register("int4-weight-only", Int4WeightOnly, formats=("onnx",),
+@register("int4-weight-only", Int4WeightOnly, formats=("onnx",), stage="precision", backends=("onnxruntime",),
+          objectives=("size",),
           summary="ONNX Runtime MatMulNBits: 4-bit weights in blocks for MatMul")
 def int4_weight_only(model, config: Int4WeightOnly, ctx: PassContext) -> PassOutput:
     import onnx
@@ -140,12 +143,12 @@ def int4_weight_only(model, config: Int4WeightOnly, ctx: PassContext) -> PassOut
 
 
 @dataclass(frozen=True)
-class Fp16Onnx:
+class Fp16Onnx(Checked):
     keep_io_types: bool = param(True, "inputs and outputs stay float32; casts are inserted inside")
     op_block_list: tuple[str, ...] = param((), "operator types kept in float32 besides ONNX Runtime's defaults")
 
 
-@register("fp16", Fp16Onnx, formats=("onnx",),
+@register("fp16", Fp16Onnx, formats=("onnx",), stage="precision", backends=("onnxruntime",), objectives=("size",),
           summary="ONNX graph in float16, float32 fallback where an operator needs it")
 def fp16(model, config: Fp16Onnx, ctx: PassContext) -> PassOutput:
     import onnx

@@ -6,22 +6,23 @@ import dataclasses
 from dataclasses import dataclass
 
 from infertune.passes.onnx_utils import require_onnx, sample_batches
-from infertune.passes.registry import PassContext, PassOutput, param, register
+from infertune.passes.registry import INT8_ISA, Checked, param, PassContext, PassOutput, register
 
 
 @dataclass(frozen=True)
-class Int8Nncf:
+class Int8Nncf(Checked):
     model_type: str = param("auto", "transformer enables NNCF's transformer scheme; auto picks it for text models",
                             choices=("auto", "transformer", "default"))
     preset: str = param("mixed", "performance (symmetric activations) or mixed (asymmetric activations)",
                         choices=("mixed", "performance"))
     smooth_quant_alpha: float | None = param(None, "SmoothQuant alpha for MatMul: None keeps NNCF's default, "
                                                    "a negative value turns SmoothQuant off", search=(None, 0.5))
-    subset_size: int = param(300, "calibration samples, from the calibration split only")
+    subset_size: int = param(300, "calibration samples, from the calibration split only", low=1)
     fast_bias_correction: bool = param(True, "NNCF's fast bias correction (else the slower full one)")
 
 
-@register("int8-nncf", Int8Nncf, formats=("onnx",),
+@register("int8-nncf", Int8Nncf, formats=("onnx",), stage="precision", needs=("calibration",),
+          backends=("openvino",), accelerated_by=INT8_ISA,
           summary="NNCF int8 for OpenVINO, calibrated on the calibration split (transformer scheme, SmoothQuant)")
 def int8_nncf(model, config: Int8Nncf, ctx: PassContext) -> PassOutput:
     from infertune.quiet import quiet_third_party_logs

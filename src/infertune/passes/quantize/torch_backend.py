@@ -8,15 +8,16 @@ import dataclasses
 from dataclasses import dataclass
 
 from infertune.errors import UnsupportedModelError
-from infertune.passes.registry import PassContext, PassOutput, param, register
+from infertune.passes.registry import INT8_ISA, Checked, param, PassContext, PassOutput, register
 
 
 @dataclass(frozen=True)
-class Int8Torchao:
+class Int8Torchao(Checked):
     weight_only: bool = param(False, "int8 weights only (activations stay float)", search=(False, True))
 
 
-@register("int8-torchao", Int8Torchao, formats=("torch",),
+@register("int8-torchao", Int8Torchao, formats=("torch",), stage="precision",
+          backends=("torch-compile",), accelerated_by=INT8_ISA,
           summary="torchao quantize_ with int8 dynamic activations and int8 weights (run under torch-compile)")
 def int8_torchao(model, config: Int8Torchao, ctx: PassContext) -> PassOutput:
     from infertune.quiet import quiet_third_party_logs
