@@ -15,19 +15,23 @@ from infertune.serve.app import ServeConfig, create_app
 from infertune.serve.codec import ServedModel
 
 
-def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
-          backend: str | None = None, weights: str | None = None, data: str | None = None,
-          config: ServeConfig = ServeConfig(), token_file: str | Path | None = None,
+def serve(model, *, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
+          backend: str | None = None, weights: str | None = None, data=None, task: str | None = None,
+          text_field: str = "text", config: ServeConfig = ServeConfig(), token_file: str | Path | None = None,
           options: dict[str, Any] | None = None, say=None) -> None:
-    """Serve `model` (a run directory, zoo name, .onnx file or factory) over KServe v2 until SIGTERM/SIGINT.
+    """Serve `model` (anything `infertune.resolve` reads: a run directory, a Hugging Face folder, a zoo name, an
+    .onnx file...) over KServe v2 until SIGTERM/SIGINT.
 
     Example: `serve("runs/demo", port=8000, config=ServeConfig(max_batch_size=32))`.
     """
+    from infertune.resolver import resolve
+
     say = say or (lambda line: print(f"infertune serve: {line}", file=sys.stderr, flush=True))
     check_config(config, port)
     token = read_token(token_file) if token_file is not None else None
-    engines, served, warmup = load_engines(model, name=name, backend=backend, weights=weights, data=data,
-                                           config=config, options=options)
+    loaded, dataset = resolve(model, data=data, weights=weights, task=task, text_field=text_field)
+    engines, served, warmup = load_engines(loaded, dataset, name=name, backend=backend, config=config,
+                                           options=options)
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     app = create_app(engines, served, config, warmup, token=token, say=say)
@@ -66,28 +70,21 @@ def read_token(path: str | Path) -> str:
     return token
 
 
-def load_engines(model: str, *, name: str | None, backend: str | None, weights: str | None, data: str | None,
-                 config: ServeConfig, options: dict[str, Any] | None = None):
-    """`config.instances` engines (threads split between them), what the HTTP layer knows of the model, and
-    warm-up batches at every batch size the batcher may form (powers of two up to the max, and the max)."""
-    from infertune.bench.job import any_arrays
-    from infertune.data import load_dataset
+def load_engines(model, dataset, *, name: str | None, backend: str | None, config: ServeConfig,
+                 options: dict[str, Any] | None = None):
+    """`config.instances` engines of `model` (threads split between them), what the HTTP layer knows of the model,
+    and warm-up batches from `dataset` (or random inputs) at every batch size the batcher may form (powers of two
+    up to the max, and the max)."""
     from infertune.engine import load
-    from infertune.model import ZOO
 
-    dataset = load_dataset(data) if data else None
-    arrays = any_arrays(dataset) if dataset is not None and model not in ZOO else None
     options = dict(options or {})
     if config.instances > 1 and "threads" not in options:
         options["threads"] = max(1, (os.cpu_count() or 1) // config.instances)
-    engines = [load(model, backend=backend, weights=weights, data=arrays, **options) for _ in range(config.instances)]
+    engines = [load(model, backend=backend, **options) for _ in range(config.instances)]
     first = engines[0].model
-    source = data or first.default_data
-    if source and (dataset is None or (not first.is_text and dataset.kind == "arrays")):
-        dataset = load_dataset(source, input_specs=None if first.is_text else first.input_specs)
     served = ServedModel(name=name or first.name, signature=first.signature, encode_texts=first.encode_texts,
                          max_batch_size=config.max_batch_size,
-                         default_data=data or first.default_data)
+                         default_data=dataset.name if dataset is not None and dataset.spec is not None else None)
     sizes = sorted({min(2 ** i, config.max_batch_size) for i in range(config.max_batch_size.bit_length())}
                    | {config.max_batch_size})
     return engines, served, [_representative(first, dataset, n) for n in sizes]
