@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from infertune.bench import Timing, bench_backends
+from infertune.resolver import resolve
 from infertune.bench.hardware import fingerprint
 from infertune.report.terminal import bench_table
 
@@ -78,7 +79,8 @@ def main() -> int:
     sections = []
     for model, sizes in WORKLOADS.items():
         print(f"== {model}: batch sizes {sizes}", flush=True)
-        results = bench_backends(model, CONFIGS, batch_sizes=sizes, timing=timing,
+        loaded, data = resolve(model)
+        results = bench_backends(loaded, CONFIGS, data=data, batch_sizes=sizes, timing=timing,
                                  progress=lambda label, stage: print(f"   {label}: {stage}", file=sys.stderr))
         bench_table(results, sizes, fingerprint())
         sections.append(markdown(model, sizes, results))

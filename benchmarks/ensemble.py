@@ -22,7 +22,7 @@ from benchmarks_common import header, replace_section
 
 
 def members(workdir: Path):
-    from infertune.model import load_model
+    from infertune.resolver import load_model
     from infertune.passes import apply_passes
     from infertune.passes.distill import Distill
     from infertune.passes.prune import StructuredPrune

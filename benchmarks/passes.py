@@ -19,9 +19,9 @@ import numpy as np
 
 from infertune.bench import BenchJob, Timing
 from infertune.bench.isolated import run_isolated
-from infertune.bench.job import load_for_job, run_job
+from infertune.bench.job import run_job
 from infertune.bench.suite import fidelity, reference_outputs
-from infertune.data import load_dataset
+from infertune.resolver import resolve
 from infertune.passes.cluster import WeightSharing
 from infertune.passes.distill import Distill
 from infertune.passes.export import ExportOnnx
@@ -121,7 +121,8 @@ def build(model, passes, dataset, workdir: Path, cache: dict):
 
 def measure(name, artifact, backend, options, sizes, timing, outputs_path, split, data_name):
     path = artifact.ir_path or artifact.onnx_path
-    job = BenchJob(model=name, backend=backend, options=options, onnx_path=str(path) if path else None,
+    job = BenchJob(model={"model": name}, backend=backend, options=options, onnx_path=str(path) if path else None,
+                   data={"data": data_name},
                    batch_sizes=sizes, timing=timing, outputs_path=str(outputs_path))
     if path is not None:
         return run_isolated(job)
@@ -140,8 +141,8 @@ def quality(model_name, fid, baseline_top1):
 
 def run_model(name: str, timing: Timing, workdir: Path) -> str:
     sizes = BATCHES[name]
-    model, split, data_name = load_for_job(BenchJob(model=name, backend="torch"))
-    dataset = load_dataset(data_name)
+    model, dataset = resolve(name)
+    split, data_name = dataset.split("heldout"), dataset.name
     reference = reference_outputs(model, split, 256)
     baseline_top1 = None
     if split.labels is not None:

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from infertune.bench import BenchJob, Timing
-from infertune.bench.job import load_for_job
+from infertune.bench import Timing
 from infertune.bench.suite import fidelity, reference_outputs
-from infertune.data import load_dataset
+from infertune.resolver import resolve
 from infertune.passes.export import ExportOnnx
 from infertune.passes.quantize.onnx_backend import Int8Dynamic
 from infertune.passes.quantize.openvino_backend import Int8Nncf
@@ -57,8 +56,8 @@ def main() -> int:
     args = parser.parse_args()
     timing = Timing(min_runs=5, min_seconds=0.2) if args.quick else Timing(min_runs=100, min_seconds=3.0)
     rows = peer_rows(args.run)
-    model, split, data_name = load_for_job(BenchJob(model="minilm", backend="torch"))
-    dataset = load_dataset(data_name)
+    model, dataset = resolve("minilm")
+    split, data_name = dataset.split("heldout"), dataset.name
     reference = reference_outputs(model, split, 256)
     lines = ["| configuration | ran as | b1 p50 ms | b1 p99 ms | b32 items/s | mean cosine | top-10 agreement | "
              "meets the bar | b1 speed-up vs torch fp32 |", "|---|---|---:|---:|---:|---:|---:|---|---:|"]

@@ -37,10 +37,10 @@ def offline(model: str, data: str, quick: bool, max_batch: int) -> dict:
     """The engine alone: items/s at batch 1 and at max_batch over held-out batches (text: also with similar
     lengths together, as the server's length-aware batches are), and the batch-1 p50 in ms."""
     import infertune
-    from infertune.data import load_dataset
+    from infertune.resolver import resolve_data
 
     engine = infertune.load(model, backend="onnxruntime")
-    dataset = load_dataset(data, input_specs=engine.model.input_specs)
+    dataset = resolve_data(data, model=engine.model)
     split = dataset.split("heldout")
     n = len(split)
     batches = [engine.model.inputs_for(split, np.arange(i, i + max_batch) % n) for i in range(0, n, max_batch)]

@@ -29,7 +29,7 @@ def mlp_npz(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def mlp_model(mlp_npz):
-    from infertune.model import load_model
+    from infertune.resolver import load_model
 
     return load_model("infertune.testing.models:tiny_mlp", data=dict(np.load(mlp_npz)))
 

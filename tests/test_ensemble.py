@@ -1,6 +1,8 @@
 """Ensembles: the fused ONNX graph against the members run one by one, each way of combining, and the spec's
 errors."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from infertune.errors import ConfigError
 
 @pytest.fixture(scope="module")
 def members(tmp_path_factory):
-    from infertune.model import load_model
+    from infertune.resolver import load_model
     from infertune.passes.export import export_onnx
     from infertune.testing.models import mlp_data
 
@@ -69,3 +71,30 @@ def test_members_that_take_different_inputs_are_refused(members):
     digits = infertune.load_model("digits-cnn")
     with pytest.raises(ConfigError, match="every member must take the same inputs"):
         ensemble.build(ensemble.EnsembleSpec(members=("mlp", "digits-cnn")), [members[0], digits])
+
+
+def test_an_ensemble_file_is_a_model_for_every_command(members, tmp_path, mlp_npz):
+    """The file goes wherever a model goes: resolve, optimize (trials reload it from its path), serve."""
+    import shutil
+
+    from infertune.passes.quantize.onnx_backend import Int8Dynamic
+    from infertune.search.recipe import Recipe
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "serve"))
+    from serve_helpers import running
+
+    shutil.copy(members[2].onnx_path, tmp_path / "a.onnx")
+    (tmp_path / "pair.yaml").write_text("ensemble:\n  members: [a.onnx, a.onnx]\n  combine: vote\n")
+    model, _ = infertune.resolve(str(tmp_path / "pair.yaml"))
+    assert model.name == "pair" and list(model.signature.output_names) == ["votes"]
+    result = infertune.optimize(str(tmp_path / "pair.yaml"), data=str(mlp_npz), out=tmp_path / "run",
+                                recipes=[Recipe(passes=(Int8Dynamic(),), backend="onnxruntime")],
+                                timing={"warmup": 1, "min_runs": 5, "min_seconds": 0.0, "max_runs": 50,
+                                        "max_seconds": 5.0})
+    assert result.baseline["metric"]["name"] == "top1" and result.candidates[0]["status"] in ("ok", "rejected")
+    with running(str(tmp_path / "pair.yaml")) as server:
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 16], "data": [0.5] * 16}]}
+        answer = server.infer("pair", body)
+        assert answer.status_code == 200 and answer.json()["outputs"][0]["name"] == "votes"
+        assert sum(answer.json()["outputs"][0]["data"]) == 2

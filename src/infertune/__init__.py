@@ -8,24 +8,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["apply_passes", "benchmark", "export_onnx", "load", "load_model", "optimize", "serve", "__version__"]
+__all__ = ["apply_passes", "benchmark", "export_onnx", "load", "load_model", "optimize", "predict", "resolve",
+           "serve", "__version__"]
 
 if TYPE_CHECKING:
-    from infertune.bench import benchmark
+    from infertune.api import apply_passes, benchmark, optimize
     from infertune.engine import load
-    from infertune.model import load_model
-    from infertune.passes import apply_passes
     from infertune.passes.export import export_onnx
-    from infertune.search.run import optimize
+    from infertune.predict import predict
+    from infertune.resolver import load_model, resolve
     from infertune.serve.server import serve
 
 _LAZY = {
-    "benchmark": "infertune.bench",
+    "resolve": "infertune.resolver",
+    "load_model": "infertune.resolver",
+    "benchmark": "infertune.api",
     "load": "infertune.engine",
-    "load_model": "infertune.model",
     "export_onnx": "infertune.passes.export",
-    "apply_passes": "infertune.passes",
-    "optimize": "infertune.search.run",
+    "apply_passes": "infertune.api",
+    "optimize": "infertune.api",
+    "predict": "infertune.predict",
     "serve": "infertune.serve.server",
 }
 

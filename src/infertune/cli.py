@@ -16,6 +16,22 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 DEFAULT_BACKENDS = "torch,torch-compile,onnxruntime,openvino"
 _LIMITS = __import__("infertune.serve.limits", fromlist=["HttpLimits"]).HttpLimits()  # the defaults, said once
+MODEL_HELP = ("zoo name, run directory, Hugging Face folder (or a name in the local Hugging Face cache), .onnx file "
+              "or folder, .keras file, TensorFlow SavedModel folder, or factory package.module:function")
+DATA_HELP = ("zoo data set, .npz (arrays named like the inputs, optional labels), or texts: .txt (one a line), "
+             ".jsonl, .csv, .tsv, .parquet (a text field, optional label id or name)")
+# options every command that loads a model shares (one definition each, so help and defaults never drift)
+TASK = typer.Option(None, help="classification, embedding, token-classification or generic (aliases: "
+                               "feature-extraction, text-classification...): overrides what the model says")
+POOLING = typer.Option(None, help="embeddings of a transformers folder: mean, cls, max, mean_sqrt_len_tokens, "
+                                  "weightedmean or lasttoken (default: the folder's own, else mean)")
+TEXT_FIELD = typer.Option("text", help="field (or column) of a .jsonl, .csv, .tsv or .parquet file that holds the text")
+LABEL_FIELD = typer.Option("label", help="field (or column) that holds the label: a class id or a label name")
+HELDOUT = typer.Option(None, help="a data file whose samples are the held-out split (the --data file then gives "
+                                  "calibration and train)")
+NUM_HEADS = typer.Option(None, help="attention heads, for graph fusion where the model does not say (an ONNX graph "
+                                    "without readable head counts)")
+HIDDEN_SIZE = typer.Option(None, help="hidden size, with --num-heads")
 
 
 def _parse_batch_sizes(text: str) -> tuple[int, ...]:
@@ -48,16 +64,6 @@ def _parse_options(pairs: list[str]) -> dict[str, str]:
             raise ConfigError(f"--option takes key=value (for example freezing=false), got '{pair}'")
         options[key.strip().replace("-", "_")] = value.strip()
     return options
-
-
-def _run_backend(model: str) -> str | None:
-    """The backend a run directory's artifact was chosen on."""
-    import json
-
-    from infertune.search.artifact import find_manifest
-
-    manifest = find_manifest(Path(model)) if Path(model).is_dir() else None
-    return json.loads(manifest.read_text())["backend"] if manifest else None
 
 
 def _backend_configs(names: list[str], options: dict) -> list[tuple[str, dict]]:
@@ -130,15 +136,20 @@ def models() -> None:
 
 @app.command()
 def bench(
-    model: str = typer.Argument(..., help="zoo name, path to an .onnx file, or a factory package.module:function"),
+    model: str = typer.Argument(..., help=MODEL_HELP),
     backend: Optional[str] = typer.Option(None, "--backend", "-b",
                                           help="backends to measure, comma-separated (see `infertune models`); "
                                                f"default: {DEFAULT_BACKENDS}, or a run directory's own backend"),
     precision: str = typer.Option("fp32", help="fp32, bf16 or fp16 (what a backend supports)"),
     batch_sizes: str = typer.Option("1,32", help="batch sizes to time, comma-separated"),
     threads: Optional[int] = typer.Option(None, help="intra-op threads (default: the runtime's own)"),
-    data: Optional[str] = typer.Option(None, help="zoo data set or .npz; default: the model's own data set"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP + "; default: the model's own data set"),
     weights: Optional[str] = typer.Option(None, help="weights for a factory model (safetensors or state dict)"),
+    task: Optional[str] = TASK,
+    pooling: Optional[str] = POOLING,
+    text_field: str = TEXT_FIELD,
+    label_field: str = LABEL_FIELD,
+    heldout: Optional[str] = HELDOUT,
     option: list[str] = typer.Option([], "--option", "-o",
                                      help="backend setting key=value, repeatable: freezing=false, "
                                           "graph_optimization=basic, exporter=dynamo, performance_hint=THROUGHPUT"),
@@ -154,6 +165,7 @@ def bench(
     from infertune.bench.hardware import fingerprint, versions
     from infertune.io import write_json_atomic
     from infertune.report.terminal import bench_table, progress_reporter
+    from infertune.resolver import resolve
 
     sizes = _parse_batch_sizes(batch_sizes)
     if threads is not None and threads < 1:
@@ -166,12 +178,17 @@ def bench(
     options["precision"] = precision
     if threads is not None:
         options["threads"] = threads
+    loaded, dataset = resolve(model, data=data, weights=weights, task=task, pooling=pooling, heldout=heldout,
+                              text_field=text_field, label_field=label_field)
     if backend is None:
-        backend = _run_backend(model) or DEFAULT_BACKENDS
+        backend = loaded.backend or DEFAULT_BACKENDS  # a run directory's own backend
     configs = _backend_configs([b.strip() for b in backend.split(",") if b.strip()], options)
+    configs = [(name, {**loaded.backend_options, **own} if name == loaded.backend else own) for name, own in configs]
+    if dataset is not None:
+        typer.echo(f"data: {dataset.describe()}")
     timing = Timing(min_runs=min_runs, min_seconds=min_time)
     with progress_reporter(len(configs)) as report:
-        results = bench_backends(model, configs, weights=weights, data=data, batch_sizes=sizes, timing=timing,
+        results = bench_backends(loaded, configs, data=dataset, batch_sizes=sizes, timing=timing,
                                  isolate=not in_process, timeout=timeout, progress=report)
     bench_table(results, sizes, fingerprint())
     if json_out is not None:
@@ -184,10 +201,16 @@ def bench(
 
 @app.command()
 def optimize(
-    model: str = typer.Argument(..., help="zoo name, .onnx file, or factory package.module:function"),
-    data: Optional[str] = typer.Option(None, help="zoo data set or .npz (inputs, optional labels); default: the "
-                                                  "model's own data set"),
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP + "; default: the model's own data set"),
     weights: Optional[str] = typer.Option(None, help="weights for a factory model"),
+    task: Optional[str] = TASK,
+    pooling: Optional[str] = POOLING,
+    text_field: str = TEXT_FIELD,
+    label_field: str = LABEL_FIELD,
+    heldout: Optional[str] = HELDOUT,
+    num_heads: Optional[int] = NUM_HEADS,
+    hidden_size: Optional[int] = HIDDEN_SIZE,
     max_drop: float = typer.Option(0.01, help="largest metric drop allowed on held-out samples (0.01 = one point)"),
     min_top10: float = typer.Option(0.9, help="embeddings only: least top-10 nearest-neighbour agreement with the "
                                               "baseline on held-out samples"),
@@ -200,15 +223,21 @@ def optimize(
 ) -> None:
     """Search passes x backends for the fastest (or smallest) model within the accuracy budget."""
     from infertune.report.terminal import progress_reporter
+    from infertune.resolver import resolve
     from infertune.search.recipe import Recipe
-    from infertune.search.run import optimize as run_optimize
+    from infertune.search.run import run_search
 
     recipes = [Recipe.load(recipe)] if recipe is not None else None
+    source, dataset = resolve(model, data=data, weights=weights, task=task, pooling=pooling, num_heads=num_heads,
+                              hidden_size=hidden_size, heldout=heldout, text_field=text_field, label_field=label_field)
+    typer.echo(f"model: {source.name} ({source.task}, {source.format}"
+               + (f", {source.meta['attention']}" if "attention" in source.meta else "") + ")")
+    if dataset is not None:
+        typer.echo(f"data: {dataset.describe()}")
     with progress_reporter(1) as report:
-        result = run_optimize(model, data=data, weights=weights, max_drop=max_drop, min_top10=min_top10,
-                              objective=objective,
-                              batch_size=batch_size, time_budget=time_budget, out=out, resume=resume,
-                              recipes=recipes, progress=report, say=lambda line: typer.echo(f"note: {line}", err=True))
+        result = run_search(source, dataset, max_drop=max_drop, min_top10=min_top10, objective=objective,
+                            batch_size=batch_size, time_budget=time_budget, out=out, resume=resume,
+                            recipes=recipes, progress=report, say=lambda line: typer.echo(f"note: {line}", err=True))
     from infertune.report.terminal import optimize_table
 
     optimize_table(result)
@@ -229,39 +258,46 @@ def report(directory: Path = typer.Argument(..., help="a run directory written b
 
 @app.command()
 def predict(
-    model: str = typer.Argument(..., help="zoo name, .onnx file, or factory package.module:function"),
-    data: str = typer.Option(..., help="zoo data set or .npz holding the model's inputs"),
-    out: Path = typer.Option(..., help="where to write the outputs (.npz, one array per output)"),
-    backend: Optional[str] = typer.Option(None, help="runtime (default: torch for torch models, else onnxruntime)"),
+    model: str = typer.Argument(..., help="run directory, or any model: " + MODEL_HELP),
+    data: str = typer.Option(..., help=DATA_HELP),
+    out: Path = typer.Option(..., help="where to write the outputs, by extension: .npz (one array per output), "
+                                       ".jsonl (one line per sample, in input order) or .parquet (one row per sample)"),
+    backend: Optional[str] = typer.Option(None, help="runtime (default: a run directory's own, torch for torch "
+                                                     "models, else onnxruntime)"),
     weights: Optional[str] = typer.Option(None, help="weights for a factory model"),
-    split: Optional[str] = typer.Option(None, help="which split to run: all (npz default) or heldout (zoo default)"),
+    task: Optional[str] = TASK,
+    text_field: str = TEXT_FIELD,
+    split: Optional[str] = typer.Option(None, help="which split to run: all (a file's default, in its order) or "
+                                                   "heldout (a zoo data set's default)"),
     batch_size: int = typer.Option(32, help="samples per engine call"),
 ) -> None:
-    """Run a model on data and save its outputs to an .npz file."""
+    """Run a model on data and save its outputs, in input order, to .npz, .jsonl or .parquet."""
+    from infertune.data.outputs import check_output_path
     from infertune.predict import predict as run_predict
     from infertune.report.terminal import progress_bar
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {batch_size}")
-    if out.suffix != ".npz":
-        raise ConfigError(f"--out must end in .npz, got '{out}'")
+    check_output_path(out)
     with progress_bar("predict") as advance:
-        count = run_predict(model, data=data, out=out, backend=backend, weights=weights, split=split,
-                            batch_size=batch_size, progress=advance)
+        count = run_predict(model, data=data, out=out, backend=backend, weights=weights, task=task,
+                            text_field=text_field, split=split, batch_size=batch_size, progress=advance)
     typer.echo(f"wrote {count} predictions to {out}")
 
 
 @app.command()
 def serve(
-    models: list[str] = typer.Argument(..., help="models to serve, each a run directory, zoo name, .onnx file or "
-                                                 "factory package.module:function; NAME=SPEC names one in the URL"),
+    models: list[str] = typer.Argument(..., help="models to serve, each a run directory, an ensemble .yaml file, or "
+                                                 "any model: " + MODEL_HELP + "; NAME=SPEC names one in the URL"),
     host: str = typer.Option("127.0.0.1", help="address to listen on (loopback unless told otherwise)"),
     port: int = typer.Option(8000, help="port to listen on (0: any free port, printed at start)"),
     name: Optional[str] = typer.Option(None, help="model name in the URL (default: the model's own name)"),
     backend: Optional[str] = typer.Option(None, help="runtime (default: the run directory's, else torch for torch "
                                                      "models and onnxruntime for ONNX)"),
     weights: Optional[str] = typer.Option(None, help="weights for a factory model"),
-    data: Optional[str] = typer.Option(None, help="data set or .npz: a factory's input shapes, and warm-up samples"),
+    data: Optional[str] = typer.Option(None, help="data set or file: a factory's input shapes, and warm-up samples"),
+    task: Optional[str] = TASK,
+    text_field: str = TEXT_FIELD,
     max_batch_size: int = typer.Option(32, help="most samples joined into one engine call"),
     max_delay_ms: float = typer.Option(5.0, help="longest wait for a batch to fill, after its oldest request"),
     max_queue: int = typer.Option(256, help="requests that may wait; past it the server answers 429"),
@@ -323,8 +359,9 @@ def serve(
         options["threads"] = threads
     elif workers > 1 and "threads" not in options:
         options["threads"] = max(1, (os.cpu_count() or 1) // (workers * instances))
-    code = run_serve(models, host=host, port=port, name=name, backend=backend, weights=weights, data=data,
-                     config=config, token_file=token_file, options=options, workers=workers, ray=ray,
+    code = run_serve(models, host=host, port=port, name=name, backend=backend, weights=weights, data=data, task=task,
+                     text_field=text_field, config=config, token_file=token_file, options=options, workers=workers,
+                     ray=ray,
                      replicas=replicas, autoscale=_parse_range(autoscale, "--autoscale") if autoscale else None,
                      cpus_per_replica=cpus_per_replica)
     if code:
@@ -341,7 +378,8 @@ def loadtest(
     rows: int = typer.Option(1, help="samples per request (at most the server's --max-batch-size)"),
     binary: bool = typer.Option(False, help="send and ask for tensors as binary data (the binary tensor data "
                                             "extension) instead of JSON numbers"),
-    data: Optional[str] = typer.Option(None, help="data set or .npz to draw inputs from (default: the model's)"),
+    data: Optional[str] = typer.Option(None, help="data set or file to draw inputs from (default: the model's)"),
+    text_field: str = TEXT_FIELD,
     token_file: Optional[Path] = typer.Option(None, help="file holding the server's bearer token"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this JSON file"),
 ) -> None:
@@ -353,7 +391,7 @@ def loadtest(
     token = read_token(token_file) if token_file is not None else None
     with progress_bar("loadtest") as advance:
         result = run_loadtest(url, model=model, concurrency=concurrency, requests=requests, rate=rate, data=data,
-                              token=token, rows=rows, binary=binary, progress=advance)
+                              token=token, rows=rows, binary=binary, text_field=text_field, progress=advance)
     loadtest_table(result)
     if json_out is not None:
         from infertune.io import write_json_atomic

@@ -34,31 +34,20 @@ class Engine:
         return self.model.encode_texts(texts)
 
 
-def load(model: str | Model, *, backend: str | None = None, weights: str | None = None,
-         data: dict[str, np.ndarray] | None = None, **options: Any) -> Engine:
-    """Load a model (zoo name, .onnx path, factory, or a loaded Model) on a backend, ready to run.
+def load(model, *, backend: str | None = None, weights: str | None = None, data=None, task: str | None = None,
+         **options: Any) -> Engine:
+    """Load a model (any spec `infertune.resolve` reads, or a loaded Model) on a backend, ready to run.
 
-    Without `backend`: torch for a torch model, onnxruntime for an ONNX file.
+    Without `backend`: a run directory's own backend (with its settings), torch for a torch model, openvino for an
+    OpenVINO IR, onnxruntime for an ONNX model. `data` matters for a factory (arrays, or a data file).
     Example: `infertune.load("digits-cnn", backend="onnxruntime").run({"pixels": x})`.
     """
-    from pathlib import Path
-
     from infertune.backends import load_session
-    from infertune.model import load_model
+    from infertune.resolver import load_model
 
-    if isinstance(model, (str, Path)) and Path(model).is_dir():
-        from infertune.search.artifact import find_manifest, load_artifact
-
-        manifest = find_manifest(Path(model))
-        if manifest is None:
-            from infertune.errors import UnsupportedModelError
-
-            raise UnsupportedModelError(f"'{model}' is a folder without an infertune artifact (model/manifest.json): "
-                                        f"pass a run directory written by infertune optimize")
-        model, saved_backend, saved_options = load_artifact(manifest)
-        backend = backend or saved_backend
-        options = {**saved_options, **options} if backend == saved_backend else options
-    elif isinstance(model, str):
-        model = load_model(model, weights=weights, data=data)
-    backend = backend or ("torch" if model.module is not None else "onnxruntime")
+    if not isinstance(model, Model):
+        model = load_model(model, weights=weights, data=data, task=task)
+    if model.backend is not None and backend in (None, model.backend):
+        backend, options = model.backend, {**model.backend_options, **options}
+    backend = backend or {"torch": "torch", "openvino": "openvino"}.get(model.format, "onnxruntime")
     return Engine(model=model, session=load_session(model, backend, **options))

@@ -20,7 +20,6 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
@@ -92,10 +91,12 @@ def read_spec(path: str | os.PathLike) -> EnsembleSpec:
                         name=str(body.get("name") or path.stem))
 
 
-def build(spec: EnsembleSpec, members: list, *, workdir: str | os.PathLike | None = None):
-    """One Model for the ensemble of `members` (loaded Models, in the spec's order): a fused ONNX graph."""
+def build(spec: EnsembleSpec, members: list, *, model_spec=None, workdir: str | os.PathLike | None = None):
+    """One Model for the ensemble of `members` (loaded Models, in the spec's order): a fused ONNX graph.
+    `model_spec`: how another process gets it back (the ensemble file's ModelSpec)."""
     from infertune.model.base import Model
     from infertune.model.signature import Signature, TensorSpec
+    from infertune.model.spec import ModelSpec
 
     _check_members(spec, members)
     first = members[0]
@@ -115,7 +116,8 @@ def build(spec: EnsembleSpec, members: list, *, workdir: str | os.PathLike | Non
         fuse(paths, spec, output=output, classify=first.task == "classification", classes=classes, out=target)
     signature = Signature(inputs=first.signature.inputs,
                           outputs=(TensorSpec(output, "float32", first.signature.outputs[0].shape),))
-    model = Model(name=spec.name, source=spec.name, signature=signature, task=first.task, onnx_path=target,
+    model = Model(name=spec.name, spec=model_spec or ModelSpec(model=spec.name), signature=signature,
+                  task=first.task, onnx_path=target,
                   default_data=first.default_data, encode_texts=first.encode_texts,
                   meta={"ensemble": {"members": [m.name for m in members], "combine": spec.combine,
                                      "weights": spec.normalized_weights}})
@@ -211,10 +213,6 @@ def composite(spec: EnsembleSpec, members: list, backends: list[str], options: l
     sessions = [load_session(m, b, **o) for m, b, o in zip(members, backends, options)]
     return CompositeSession(sessions, spec, classify=first.task == "classification",
                             output=OUTPUTS[spec.combine] if first.task == "classification" else "output")
-
-
-def load_members(spec: EnsembleSpec, load: Callable[[str], Any]) -> list:
-    return [load(member) for member in spec.members]
 
 
 # -- checks ---------------------------------------------------------------------------------------------------

@@ -44,6 +44,12 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
         raise
 
 
+def cache_root() -> Path:
+    """infertune's cache: `$INFERTUNE_CACHE_DIR`, else ~/.cache/infertune (exports and conversions, keyed by
+    content, so a model is converted once)."""
+    return Path(os.environ.get("INFERTUNE_CACHE_DIR") or Path.home() / ".cache" / "infertune")
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     with atomic_open(path) as handle:
         handle.write(data)

@@ -1,4 +1,4 @@
-"""Run a model over a data set and save its outputs."""
+"""Run a model over a data set and save its outputs, in input order."""
 
 from __future__ import annotations
 
@@ -8,20 +8,22 @@ from typing import Callable
 import numpy as np
 
 
-def predict(model: str, *, data: str, out: str | Path, backend: str | None = None, weights: str | None = None,
-            split: str | None = None, batch_size: int = 32,
+def predict(model, *, data, out: str | Path, backend: str | None = None, weights: str | None = None,
+            task: str | None = None, text_field: str = "text", split: str | None = None, batch_size: int = 32,
             progress: Callable[[int, int], None] | None = None) -> int:
-    """Outputs of `model` on every sample of a split of `data`, written to `out` (.npz). Returns the count."""
-    from infertune.bench.job import any_arrays
-    from infertune.data import load_dataset, save_npz
-    from infertune.engine import load
-    from infertune.model import ZOO
+    """Outputs of `model` on every sample of a split of `data` (by default all of a file, in its order; the
+    held-out split of a zoo data set), written to `out` (.npz, .jsonl or .parquet). Returns the sample count.
 
-    dataset = load_dataset(data)
-    arrays = any_arrays(dataset)
-    engine = load(model, backend=backend, weights=weights, data=arrays if model not in ZOO else None)
-    if not engine.model.is_text and dataset.kind == "arrays":
-        dataset = load_dataset(data, input_specs=engine.model.input_specs)
+    Example: `infertune.predict("runs/x", data="new.jsonl", out="scores.jsonl")`.
+    """
+    from infertune.bench.job import pad_to_common
+    from infertune.data.outputs import check_output_path, save_outputs
+    from infertune.engine import load
+    from infertune.resolver import resolve
+
+    check_output_path(out)
+    resolved, dataset = resolve(model, data=data, weights=weights, task=task, text_field=text_field)
+    engine = load(resolved, backend=backend)
     chosen = dataset.split(split or ("all" if "all" in dataset.splits else "heldout"))
     parts: dict[str, list[np.ndarray]] = {}
     total = len(chosen)
@@ -31,5 +33,7 @@ def predict(model: str, *, data: str, out: str | Path, backend: str | None = Non
             parts.setdefault(name, []).append(value)
         if progress:
             progress(min(start + batch_size, total), total)
-    save_npz(out, {name: np.concatenate(values) for name, values in parts.items()})
+    outputs = {name: np.concatenate(pad_to_common(values)) for name, values in parts.items()}
+    save_outputs(out, outputs, texts=chosen.texts,
+                 label_names=engine.model.labels if engine.model.task == "classification" else None)
     return total

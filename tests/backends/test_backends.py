@@ -3,7 +3,7 @@ import pytest
 
 from infertune.backends import CPU_BACKENDS, load_session, make_backend_settings, unavailable_reason
 from infertune.errors import ConfigError
-from infertune.model import load_model
+from infertune.resolver import load_model
 from infertune.testing.models import mlp_data
 
 

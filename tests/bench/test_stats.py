@@ -25,7 +25,7 @@ def test_flops_of_a_linear_layer_and_a_positive_peak():
     import numpy as np
 
     from infertune.bench.flops import model_flops, peak_gflops
-    from infertune.model import load_model
+    from infertune.resolver import load_model
     from infertune.testing.models import mlp_data
 
     model = load_model("infertune.testing.models:tiny_mlp", data=mlp_data(4))

@@ -3,7 +3,8 @@ import time
 import numpy as np
 
 from infertune.backends import load_session
-from infertune.bench import Timing, benchmark, compare_ab
+from infertune.api import benchmark
+from infertune.bench import Timing, compare_ab
 from infertune.bench.timing import time_runs, warm_up
 from infertune.bench.workload import build_workload
 from infertune.data import load_dataset

@@ -133,8 +133,8 @@ def test_npz_with_only_labels_says_there_are_no_inputs(tmp_path):
         load_dataset(_saved(tmp_path, {"labels": np.zeros(3, dtype=np.int64)}))
 
 
-def test_unknown_data_set_name_lists_zoo_names_and_npz():
-    expected = r"unknown data set 'foo': use one of digits, docstrings, or a path to an \.npz file"
+def test_unknown_data_set_name_lists_zoo_names_and_the_file_formats():
+    expected = r"unknown data set 'foo': use one of digits, docstrings, or the path of a data file \(\.npz, \.txt"
     with pytest.raises(DataError, match=expected):
         load_dataset("foo")
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from infertune.errors import DataError, UnsupportedModelError
-from infertune.model import load_model
+from infertune.resolver import load_model
 from infertune.testing.models import mlp_data, tiny_mlp
 
 FACTORY = "infertune.testing.models:tiny_mlp"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from infertune.bench import Timing, bench_backends
-from infertune.model import load_model
+from infertune.resolver import load_model, resolve
 from infertune.model.minilm import encode, model_dir
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,8 @@ def test_embeddings_match_sentence_transformers():
 def test_every_fp32_backend_matches_torch_eager_on_held_out_sentences():
     configs = [("torch", {}), ("torch-compile", {}), ("onnxruntime", {}), ("onnxruntime", {"exporter": "dynamo"}),
                ("openvino", {})]
-    results = bench_backends("minilm", configs, batch_sizes=(4,), timing=Timing(warmup=0, min_runs=2,
+    model, data = resolve("minilm")
+    results = bench_backends(model, configs, data=data, batch_sizes=(4,), timing=Timing(warmup=0, min_runs=2,
                              min_seconds=0.0), fidelity_samples=64, isolate=False)
     for result in results:
         assert result.ok, result.error

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from infertune.data.npz import derived_splits
+from infertune.data.dataset import file_splits
 from infertune.data import Dataset, Split
 
 
@@ -9,12 +9,12 @@ def arrays_dataset(arrays: dict[str, np.ndarray], name: str) -> Dataset:
     labels = arrays.get("labels")
     inputs = {k: v for k, v in arrays.items() if k != "labels"}
     everything = Split(name="all", inputs=inputs, labels=labels)
-    return Dataset(name=name, splits={"all": everything, **derived_splits(everything)}, kind="arrays")
+    return Dataset(name=name, splits=file_splits(everything), kind="arrays")
 
 
 @pytest.fixture(scope="session")
 def bert_model():
-    from infertune.model import load_model
+    from infertune.resolver import load_model
     from infertune.testing.models import bert_data
 
     return load_model("infertune.testing.models:tiny_bert", data=bert_data())

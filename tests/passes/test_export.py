@@ -3,7 +3,7 @@ import onnxruntime as ort
 import pytest
 
 from infertune.errors import ConfigError, ExportError
-from infertune.model import load_model
+from infertune.resolver import load_model
 from infertune.passes.export import check, export_onnx
 from infertune.testing.models import mlp_data
 

@@ -44,7 +44,7 @@ PASS_TESTS = {
 
 @pytest.fixture(scope="session")
 def cnn_model():
-    from infertune.model import load_model
+    from infertune.resolver import load_model
 
     return load_model("infertune.testing.models:tiny_cnn",
                       data={"input": np.zeros((2, 1, 8, 8), np.float32)})
@@ -52,7 +52,7 @@ def cnn_model():
 
 @pytest.fixture(scope="session")
 def mlp_onnx_model(mlp_onnx):
-    from infertune.model import load_model
+    from infertune.resolver import load_model
 
     return load_model(str(mlp_onnx))
 

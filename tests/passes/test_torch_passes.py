@@ -9,7 +9,7 @@ import torch
 
 from infertune.backends import load_session
 from infertune.data import load_dataset, top1_accuracy
-from infertune.model import load_model
+from infertune.resolver import load_model
 from infertune.passes.cluster import WeightSharing, kmeans_1d
 from infertune.passes.distill import Distill
 from infertune.passes.lowrank import LowRank

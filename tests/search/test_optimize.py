@@ -53,8 +53,10 @@ def test_optimize_an_onnx_model_writes_a_valid_run_directory(mlp_onnx, labelled_
     assert result.baseline["metric"]["name"] == "top1"
     from infertune.bench import Timing, bench_backends
 
-    (bench,) = bench_backends(str(out), [(json.loads((out / "model" / "manifest.json").read_text())["backend"], {})],
-                              batch_sizes=(1,), timing=Timing(warmup=1, min_runs=3, min_seconds=0.0))
+    run_model, _ = infertune.resolve(out)
+    assert run_model.backend == json.loads((out / "model" / "manifest.json").read_text())["backend"]
+    (bench,) = bench_backends(run_model, [(run_model.backend, {})], batch_sizes=(1,),
+                              timing=Timing(warmup=1, min_runs=3, min_seconds=0.0))
     assert bench.ok and bench.at(1).runs >= 3
 
 

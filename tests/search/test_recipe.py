@@ -21,8 +21,9 @@ def test_recipe_round_trips_through_yaml(tmp_path):
 def test_reloaded_recipe_reproduces_the_artifact(tmp_path):
     recipe = Recipe(passes=(ExportOnnx(), Int8Dynamic()), backend="onnxruntime")
     recipe.save(tmp_path / "r.yaml")
-    first, _ = apply_recipe("digits-cnn", recipe, workdir=tmp_path / "a")
-    second, _ = apply_recipe("digits-cnn", Recipe.load(tmp_path / "r.yaml"), workdir=tmp_path / "b")
+    model, data = infertune.resolve("digits-cnn")
+    first, _ = apply_recipe(model, recipe, data=data, workdir=tmp_path / "a")
+    second, _ = apply_recipe(model, Recipe.load(tmp_path / "r.yaml"), data=data, workdir=tmp_path / "b")
     x = {"pixels": np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)}
     a = infertune.load(first, backend="onnxruntime").run(x)["logits"]
     b = infertune.load(second, backend="onnxruntime").run(x)["logits"]

@@ -1,4 +1,4 @@
-from infertune.model import load_model
+from infertune.resolver import load_model
 from infertune.search.space import baseline_recipe, candidate_recipes
 
 

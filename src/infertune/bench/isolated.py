@@ -127,5 +127,5 @@ def _describe_exit(code: int) -> str:
 
 
 def _failed(job: BenchJob, reason: str) -> BenchResult:
-    return BenchResult(model=job.model, backend=job.backend, settings=dict(job.options), error=reason,
+    return BenchResult(model=str(job.model.get("model")), backend=job.backend, settings=dict(job.options), error=reason,
                        isolated=True)

@@ -26,11 +26,10 @@ class Timing:
 
 @dataclass(frozen=True)
 class BenchJob:
-    model: str                       # spec that reloads the model: zoo name, .onnx path, pkg.mod:fn
+    model: dict[str, Any]            # a ModelSpec as a dict: what reloads the model in the worker
     backend: str
     options: dict[str, Any] = field(default_factory=dict)
-    weights: str | None = None
-    data: str | None = None          # zoo data set or .npz; None = the model's default data, if any
+    data: dict[str, Any] | None = None  # a DataSpec as a dict; None = no data (random inputs)
     onnx_path: str | None = None     # already exported ONNX for ONNX runtimes (skips torch in the worker)
     batch_sizes: tuple[int, ...] = (1, 32)
     timing: Timing = Timing()
@@ -48,48 +47,24 @@ class BenchJob:
         return cls(**data)
 
 
-def load_for_job(job: BenchJob):
-    """The model and its held-out split (or None) for a job."""
-    from infertune.data import load_dataset
-    from infertune.model import ZOO, load_model
-    from infertune.model.onnx_file import load as load_onnx
-    from infertune.model.zoo import zoo_onnx
-
-    data_name = job.data
-    dataset = None
-    if data_name is None and job.model in ZOO:
-        data_name = ZOO[job.model].default_data
-    if job.onnx_path is not None and not Path(job.model).is_dir():  # a run directory loads its own artifact
-        model = zoo_onnx(job.model, job.onnx_path) if job.model in ZOO else load_onnx(job.onnx_path)
-    else:
-        arrays = None
-        if data_name is not None and job.model not in ZOO and not job.model.endswith(".onnx"):
-            arrays = any_arrays(load_dataset(data_name))
-        model = load_model(job.model, weights=job.weights, data=arrays)
-    if data_name is None and model.default_data is not None:
-        data_name = model.default_data
-    if data_name is not None:
-        dataset = load_dataset(data_name, input_specs=model.input_specs)
-    split = dataset.split("heldout") if dataset is not None else None
-    return model, split, data_name
-
-
-def any_arrays(dataset) -> dict[str, np.ndarray] | None:
-    """Arrays of some split, enough to fix a factory model's input shapes."""
-    split = dataset.splits.get("all") or next(iter(dataset.splits.values()))
-    return split.inputs
-
-
 def collect_outputs(session, model, split, count: int, batch: int = 32) -> dict[str, np.ndarray]:
-    """Outputs on the first `count` samples, in fixed batches so every backend sees the same padding."""
+    """Outputs on the first `count` samples, in fixed batches so every backend sees the same padding. Outputs
+    whose length follows the batch's (per-token scores) are zero-padded to the longest batch."""
     count = min(count, len(split))
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, count, batch):
         out = session.run(model.inputs_for(split, np.arange(start, min(start + batch, count))))
         for name, value in out.items():
             parts.setdefault(name, []).append(value)
-    return {name: np.concatenate(values) for name, values in parts.items()
-            if len({v.shape[1:] for v in values}) == 1}
+    return {name: np.concatenate(pad_to_common(values)) for name, values in parts.items()}
+
+
+def pad_to_common(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Arrays zero-padded, past the first axis, to the largest shape among them."""
+    if len({a.shape[1:] for a in arrays}) <= 1:
+        return arrays
+    shape = np.max([a.shape[1:] for a in arrays], axis=0)
+    return [np.pad(a, [(0, 0)] + [(0, int(m) - d) for m, d in zip(shape, a.shape[1:])]) for a in arrays]
 
 
 def _torch_threads() -> int | None:
@@ -107,12 +82,12 @@ def _restore_torch_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def run_job(job: BenchJob, *, model=None, split=None, data_name: str | None = None,
+def run_job(job: BenchJob, *, model, split=None, data_name: str | None = None,
             progress: Callable[[str], None] | None = None) -> BenchResult:
+    """Measure `model` (the job's model, loaded) on the job's backend over `split` (held-out samples, or None for
+    random inputs)."""
     from infertune.backends import load_session, make_backend_settings
 
-    if model is None:
-        model, split, data_name = load_for_job(job)
     settings = make_backend_settings(job.backend, **job.options)
     workload = build_workload(model, split, job.batch_sizes, data_name=data_name)
     peak_resettable = memory.reset_peak_rss()  # from here on: the runtime, its model and the timed runs

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from infertune.bench.isolated import run_isolated
-from infertune.bench.job import BenchJob, Timing, collect_outputs, load_for_job, run_job
+from infertune.bench.job import BenchJob, Timing, collect_outputs, run_job
 from infertune.bench.result import BenchResult
 
 ONNX_BACKENDS = ("onnxruntime", "openvino", "onnxruntime-cuda")
@@ -38,13 +38,20 @@ def fidelity(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], l
                            labels=None if labels is None else labels[:count])
 
 
-def bench_backends(model_spec: str, configs: list[tuple[str, dict[str, Any]]], *, weights: str | None = None,
-                   data: str | None = None, batch_sizes=(1, 32), timing: Timing = Timing(), isolate: bool = True,
-                   timeout: float = 900.0, fidelity_samples: int = 256,
+def bench_backends(model, configs: list[tuple[str, dict[str, Any]]], *, data=None, batch_sizes=(1, 32),
+                   timing: Timing = Timing(), isolate: bool = True, timeout: float = 900.0, fidelity_samples: int = 256,
                    progress: Callable[[str, str], None] | None = None) -> list[BenchResult]:
-    """`configs`: (backend, options) pairs. `progress(config_label, stage)` reports what runs."""
-    probe = BenchJob(model=model_spec, backend="torch", weights=weights, data=data)
-    model, split, data_name = load_for_job(probe)
+    """`model` and `data` (a Dataset, or None for random inputs) as `infertune.resolve` gives them; `configs`:
+    (backend, options) pairs. Isolated workers reload both from their specs. `progress(config_label, stage)`
+    reports what runs. Example: `bench_backends(*infertune.resolve("digits-cnn"), [("onnxruntime", {})])`."""
+    split = data.split("heldout") if data is not None else None
+    data_name = data.name if data is not None else None
+    data_spec = data.spec.to_dict() if data is not None and data.spec is not None else None
+    if isolate and data is not None and data.spec is None:
+        from infertune.errors import ConfigError
+
+        raise ConfigError("isolated measurement reloads the data in a fresh process: pass data as a zoo name or a "
+                          "file, or measure in process")
     _check_formats(model, [backend for backend, _ in configs])
     reference = reference_outputs(model, split, fidelity_samples) if split is not None else None
     results = []
@@ -65,8 +72,8 @@ def bench_backends(model_spec: str, configs: list[tuple[str, dict[str, Any]]], *
             elif model.onnx_path is not None:
                 onnx_path = str(model.onnx_path)
             outputs_path = str(Path(tmp) / f"outputs-{index}.npz")
-            job = BenchJob(model=model_spec, backend=backend, options=dict(options), weights=weights,
-                           data=data_name, onnx_path=onnx_path, batch_sizes=tuple(batch_sizes), timing=timing,
+            job = BenchJob(model=model.spec.to_dict(), backend=backend, options=dict(options), data=data_spec,
+                           onnx_path=onnx_path, batch_sizes=tuple(batch_sizes), timing=timing,
                            outputs_path=outputs_path, fidelity_samples=fidelity_samples)
             report = (lambda stage, label=label: progress(label, stage)) if progress else None
             if isolate:
@@ -107,9 +114,10 @@ def _exported(model, exporter: str, progress, label: str) -> str | Exception:
 
 def _in_process(job: BenchJob, model, split, data_name, report) -> BenchResult:
     from infertune.errors import InfertuneError
+    from infertune.model.onnx_file import with_artifact
 
     try:
-        return run_job(job, model=model if job.onnx_path is None else None, split=split, data_name=data_name,
-                       progress=report)
+        measured = model if job.onnx_path is None or model.onnx_path is not None else with_artifact(model, job.onnx_path)
+        return run_job(job, model=measured, split=split, data_name=data_name, progress=report)
     except InfertuneError as e:
         return BenchResult(model=model.name, backend=job.backend, settings=dict(job.options), error=str(e))

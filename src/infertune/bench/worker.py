@@ -6,9 +6,14 @@ import sys
 
 
 def measure(job: dict, say) -> dict:
+    """A process entry point, like the command line: it resolves the job's specs, then measures."""
     from infertune.bench.job import BenchJob, run_job
+    from infertune.resolver import resolve_job
 
-    result = run_job(BenchJob.from_dict(job), progress=say)
+    job = BenchJob.from_dict(job)
+    model, dataset = resolve_job(job.model, job.data, job.onnx_path)
+    result = run_job(job, model=model, split=dataset.split("heldout") if dataset is not None else None,
+                     data_name=dataset.name if dataset is not None else None, progress=say)
     result.isolated = True
     return result.to_dict()
 

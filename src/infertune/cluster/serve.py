@@ -55,11 +55,14 @@ class ModelReplica:
         from infertune.serve.server import load_engines
 
         self.say = lambda line: print(f"infertune serve [ray replica]: {line}", flush=True)
-        loaded = {}
+        loaded, loaders = {}, {}
         for name, spec in named:
-            loaded[name] = await asyncio.to_thread(load_engines, spec, name=name, config=config, **load_kwargs)
-        loaders = {name: (lambda spec=spec, name=name: load_engines(spec, name=name, config=config, **load_kwargs))
-                   for name, spec in named}
+            one = await asyncio.to_thread(load_engines, spec, name=name, config=config, **load_kwargs)
+            name = one.served.name
+            if name in loaded:
+                raise ValueError(f"two models are named '{name}': name them apart with NAME=SPEC")
+            loaded[name] = one
+            loaders[name] = lambda spec=spec, name=name: load_engines(spec, name=name, config=config, **load_kwargs)
         self.app = create_app({n: (loaders[n], loaded[n]) for n in loaded}, config, token=token, say=self.say)
         self._lifespan = self.app.router.lifespan_context(self.app)
         await self._lifespan.__aenter__()
@@ -189,7 +192,7 @@ def serve_on_ray(named: list[tuple[str, str]], *, address: str | None, host: str
         serve.run(app, name="infertune", route_prefix="/")
         shown = f"{autoscale[0]}-{autoscale[1]} replicas (autoscaled)" if autoscale else \
             f"{replicas} replica{'s' if replicas > 1 else ''}"
-        say(f"serving {', '.join(repr(n) for n, _ in named)} on Ray Serve, {shown}, at http://{host}:{port}; "
+        say(f"serving {', '.join(repr(n or spec) for n, spec in named)} on Ray Serve, {shown}, at http://{host}:{port}; "
             f"ready: every replica warm")
         stop = threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}

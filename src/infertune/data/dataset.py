@@ -1,14 +1,13 @@
-"""Data sets as named splits of samples, and `load_dataset`, the one way to get one by name or path."""
+"""Data sets as named splits of samples, and how a file is split into train, calibration and held-out."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from infertune.data.spec import DataSpec
 from infertune.errors import ConfigError, DataError
 
 # name -> one line for help texts; the loaders are imported lazily so `infertune.data` stays cheap.
@@ -92,6 +91,7 @@ class Dataset:
     name: str
     splits: dict[str, Split]
     kind: str  # "text" or "arrays"
+    spec: "DataSpec | None" = None  # what reloads it in another process (set by infertune.resolve)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -112,46 +112,46 @@ class Dataset:
                 f"data set {self.name!r} has no split {name!r}: use one of {', '.join(self.splits)}"
             ) from None
 
+    def sizes(self) -> dict[str, int]:
+        """Samples per split, in the order train, calibration, heldout (the splits that exist)."""
+        return {name: len(self.splits[name]) for name in ("train", "calibration", "heldout") if name in self.splits}
+
+    def describe(self) -> str:
+        """One line: the data set and its split sizes, e.g. 'reviews.jsonl: train 250, calibration 250, heldout 500'."""
+        sizes = ", ".join(f"{name} {count:,}" for name, count in self.sizes().items())
+        return f"{self.name} ({self.kind}): {sizes}"
+
     def heldout_or_first(self) -> Split:
         """The held-out split, or the first one of a data set without it: representative samples to send."""
         return self.splits["heldout"] if "heldout" in self.splits else next(iter(self.splits.values()))
 
 
-def load_dataset(
-    name_or_path: str | os.PathLike[str],
-    *,
-    input_specs: dict[str, tuple[str, tuple]] | None = None,
-) -> Dataset:
-    """Load a zoo data set by name ("digits", "docstrings") or the arrays of an `.npz` file.
+SPLIT_SEED = 0
+MIN_SAMPLES_TO_SPLIT = 8  # below this every derived split is the whole file
 
-    input_specs: model input name -> (numpy dtype name, shape with ints or strings for dynamic axes,
-    first axis = samples). When given, array data sets are checked against it and keep only those inputs.
-    Example: `load_dataset("data.npz", input_specs={"pixels": ("float32", ("batch", 1, 8, 8))})`.
+
+def file_splits(all_split: Split, heldout: Split | None = None) -> dict[str, Split]:
+    """"all" (file order) plus disjoint "train", "calibration", "heldout" from a permutation seeded with 0.
+
+    heldout = half, calibration = a quarter, train = the rest; each keeps file order. With an explicit `heldout`
+    split, the file gives calibration (half) and train (the rest). Below 8 samples every derived split is the
+    whole file, since there is too little to hold anything out.
     """
-    from infertune.data import npz  # lazy: npz imports this module
-
-    text = os.fspath(name_or_path)
-    if text in DATASETS:
-        dataset = _load_zoo(text)
-        if input_specs is not None and dataset.kind == "arrays":
-            npz.check_splits_against_specs(dataset, input_specs)
-        return dataset
-    path = Path(text)
-    if path.is_file():
-        return npz.load_npz(path, input_specs=input_specs)
-    if path.suffix == ".npz" or os.sep in text or path.exists():
-        hint = "is a directory" if path.is_dir() else "does not exist"
-        raise DataError(f"data file {text!r} {hint}: give the path of an .npz file")
-    raise DataError(f"unknown data set {text!r}: use one of {', '.join(DATASETS)}, or a path to an .npz file")
-
-
-def _load_zoo(name: str) -> Dataset:
-    if name == "digits":
-        from infertune.data.digits import load_digits
-
-        return load_digits()
-    if name == "docstrings":
-        from infertune.data.docstrings import load_docstrings
-
-        return load_docstrings()
-    raise AssertionError(f"DATASETS lists {name!r} but no loader handles it")  # a bug in this module
+    n = len(all_split)
+    if n < MIN_SAMPLES_TO_SPLIT:
+        parts = {name: np.arange(n) for name in ("train", "calibration", "heldout")}
+    else:
+        perm = np.random.default_rng(SPLIT_SEED).permutation(n)
+        n_heldout = 0 if heldout is not None else n // 2
+        n_calibration = (n - n_heldout) // 2
+        parts = {
+            "train": perm[n_heldout + n_calibration:],
+            "calibration": perm[n_heldout:n_heldout + n_calibration],
+            "heldout": perm[:n_heldout],
+        }
+    splits = {"all": all_split}
+    for name, idx in parts.items():
+        splits[name] = all_split.take(np.sort(idx), name=name)
+    if heldout is not None:
+        splits["heldout"] = heldout.take(np.arange(len(heldout)), name="heldout")
+    return splits

@@ -9,12 +9,10 @@ from typing import Mapping
 
 import numpy as np
 
-from infertune.data.dataset import Dataset, Split
+from infertune.data.dataset import Dataset, Split, file_splits
 from infertune.errors import DataError
 
 LABELS = "labels"
-SPLIT_SEED = 0
-MIN_SAMPLES_TO_SPLIT = 8  # below this every derived split is the whole file
 
 
 def load_npz(
@@ -26,6 +24,12 @@ def load_npz(
     With `input_specs`, only the named inputs are kept and each is checked for name, dtype and shape.
     Example: `load_npz("val.npz", input_specs={"pixels": ("float32", ("batch", 1, 8, 8))})`.
     """
+    return Dataset(name=str(path), splits=file_splits(load_npz_split(path, input_specs=input_specs)), kind="arrays")
+
+
+def load_npz_split(path: str | os.PathLike[str], *, input_specs: Mapping[str, tuple[str, tuple]] | None = None,
+                   name: str = "all") -> Split:
+    """Every sample of an `.npz` file, checked, as one split in file order."""
     path = Path(path)
     _check_archive(path)
     try:
@@ -50,8 +54,7 @@ def load_npz(
         present = ", ".join(sorted(arrays) + ([LABELS] if labels is not None else [])) or "none"
         raise DataError(f"data file '{path}' has no input arrays (arrays present: {present}): "
                         "save one array per model input, named like the input")
-    split = check_arrays(inputs, labels, input_specs=input_specs, source=f"data file '{path}'", name="all")
-    return Dataset(name=str(path), splits=derived_splits(split), kind="arrays")
+    return check_arrays(inputs, labels, input_specs=input_specs, source=f"data file '{path}'", name=name)
 
 
 def _check_archive(path: Path) -> None:
@@ -123,29 +126,6 @@ def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> 
     with atomic_open(path) as handle:
         np.savez(handle, **prepared)
     return path
-
-
-def derived_splits(all_split: Split) -> dict[str, Split]:
-    """"all" plus disjoint "train", "calibration", "heldout" from a permutation seeded with 0.
-
-    heldout = half, calibration = a quarter, train = the rest; each keeps file order. Below 8 samples
-    every split is the whole data, since there is too little to hold anything out.
-    """
-    n = len(all_split)
-    if n < MIN_SAMPLES_TO_SPLIT:
-        parts = {name: np.arange(n) for name in ("train", "calibration", "heldout")}
-    else:
-        perm = np.random.default_rng(SPLIT_SEED).permutation(n)
-        n_heldout, n_calibration = n // 2, n // 4
-        parts = {
-            "train": perm[n_heldout + n_calibration:],
-            "calibration": perm[n_heldout:n_heldout + n_calibration],
-            "heldout": perm[:n_heldout],
-        }
-    splits = {"all": all_split}
-    for name, idx in parts.items():
-        splits[name] = all_split.take(np.sort(idx), name=name)
-    return splits
 
 
 def check_splits_against_specs(dataset: Dataset, input_specs: Mapping[str, tuple[str, tuple]]) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from infertune.model.signature import Signature
+from infertune.model.spec import ModelSpec
 
 if TYPE_CHECKING:
     import torch
@@ -20,20 +21,22 @@ if TYPE_CHECKING:
 class Model:
     """A loaded model: a torch module or an ONNX file, its signature, and its preprocessing.
 
-    `source` is the spec that reloads it in another process (a zoo name, a path, or `pkg.mod:fn`);
-    `weights` goes with a factory spec.
+    `spec` is what reloads it in another process (`infertune.resolve(spec)`); `labels` are the class names of a
+    classifier, in class-id order; `backend` and `backend_options` are what a run directory chose for it.
     """
 
     name: str
-    source: str
+    spec: ModelSpec
     signature: Signature
-    task: str  # "embedding", "classification" or "generic": picks the quality metrics
+    task: str  # "embedding", "classification", "token-classification" or "generic": picks the quality metrics
     module: "torch.nn.Module | None" = None
     onnx_path: Path | None = None
     ir_path: Path | None = None  # an OpenVINO IR (.xml), e.g. after NNCF quantization
-    weights: str | None = None
     default_data: str | None = None
     encode_texts: Callable[[list[str]], dict[str, np.ndarray]] | None = None
+    labels: tuple[str, ...] | None = None
+    backend: str | None = None
+    backend_options: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -41,6 +44,11 @@ class Model:
         if self.module is not None:
             return "torch"
         return "openvino" if self.ir_path is not None else "onnx"
+
+    @property
+    def label2id(self) -> dict[str, int] | None:
+        """Label name -> class id, for data files that name their labels."""
+        return None if self.labels is None else {name: i for i, name in enumerate(self.labels)}
 
     @property
     def is_text(self) -> bool:

@@ -12,6 +12,7 @@ import numpy as np
 from infertune.errors import DataError, UnsupportedModelError
 from infertune.model.base import Model
 from infertune.model.signature import Signature, TensorSpec, guess_task
+from infertune.model.spec import ModelSpec
 
 
 def load_weights(path: str | Path) -> dict:
@@ -78,8 +79,9 @@ def _signature(module, sample_inputs: dict[str, np.ndarray]) -> Signature:
     )
 
 
-def load(spec: str, *, weights: str | None = None, data: dict[str, np.ndarray] | None = None) -> Model:
+def load(model_spec: ModelSpec, *, data: dict[str, np.ndarray] | None = None) -> Model:
     """`data`: one sample batch per input, named as the forward arguments; it fixes the signature."""
+    spec, weights = model_spec.model, model_spec.weights
     factory = _import_factory(spec)
     try:
         module = factory()
@@ -110,6 +112,6 @@ def load(spec: str, *, weights: str | None = None, data: dict[str, np.ndarray] |
     sample = {n: np.ascontiguousarray(data[n][:2]) for n in names}
     signature = _signature(module, sample)
     # a factory may say what its outputs are and facts passes use (attention heads...)
-    task = getattr(module, "infertune_task", None) or guess_task(signature)
-    return Model(name=spec.rpartition(":")[2], source=spec, signature=signature, task=task,
-                 meta=dict(getattr(module, "infertune_meta", {})), module=module, weights=weights)
+    task = model_spec.task or getattr(module, "infertune_task", None) or guess_task(signature)
+    return Model(name=spec.rpartition(":")[2], spec=model_spec, signature=signature, task=task,
+                 meta=dict(getattr(module, "infertune_meta", {})), module=module)

@@ -30,25 +30,20 @@ def model_dir() -> Path:
 
 
 @lru_cache(maxsize=1)
-def tokenizer():
+def encoder():
     """The package's fast tokenizer at natural length: its tokenizer.json pads every sentence to 128
     and truncates at 128; we pad only to the longest sentence of a batch and truncate at 256 like
     sentence-transformers does."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_padding(pad_id=0, pad_token="[PAD]")  # no length: pad to the batch's longest
-    tok.enable_truncation(max_length=MAX_TOKENS)
-    return tok
+    from infertune.model.text import TextEncoder
+
+    return TextEncoder(Tokenizer.from_file(str(model_dir() / "tokenizer.json")), max_length=MAX_TOKENS,
+                       pad_id=0, pad_token="[PAD]", source="minilm")
 
 
 def encode(texts: list[str]) -> dict[str, np.ndarray]:
-    tok = tokenizer()
-    # one text: encode() on this thread; encode_batch wakes a thread pool, which costs more than it saves
-    encodings = [tok.encode(str(texts[0]))] if len(texts) == 1 else tok.encode_batch([str(t) for t in texts])
-    return {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
+    return encoder()(texts)
 
 
 def build_module():

@@ -7,11 +7,11 @@ only runs the exported ONNX file never imports torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from infertune.model.base import Model
 from infertune.model.signature import Signature, TensorSpec
+from infertune.model.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class ZooEntry:
 
     def stub(self, name: str) -> Model:
         """The model without weights: signature, task, data and tokenizer."""
-        return Model(name=name, source=name, signature=self.signature, task=self.task,
+        return Model(name=name, spec=ModelSpec(name), signature=self.signature, task=self.task,
                      default_data=self.default_data, encode_texts=self.encode_texts, meta=dict(self.meta))
 
 
@@ -71,14 +71,4 @@ def load_zoo(name: str) -> Model:
     entry = ZOO[name]
     model = entry.stub(name)
     model.module = entry.build_module()
-    return model
-
-
-def zoo_onnx(name: str, path: str | Path) -> Model:
-    """A zoo model's exported artifact (ONNX file, or OpenVINO IR .xml) with the zoo's signature and tokenizer."""
-    model = ZOO[name].stub(name)
-    if Path(path).suffix == ".xml":
-        model.ir_path = Path(path).resolve()
-    else:
-        model.onnx_path = Path(path).resolve()
     return model

@@ -30,8 +30,9 @@ OPSET = 17
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("INFERTUNE_CACHE_DIR") or Path.home() / ".cache" / "infertune"
-    path = Path(root) / "onnx"
+    from infertune.io import cache_root
+
+    path = cache_root() / "onnx"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -52,18 +52,37 @@ class OrtFusion(Checked):
 def ort_fusion(model, config: OrtFusion, ctx: PassContext) -> PassOutput:
     source = require_onnx(model, "ort-fusion")
     target = ctx.workdir / "fused.onnx"
-    notes = []
+    notes: list[str] = []
+    fused = "fused nothing"
     if config.model_type != "none":
+        import onnx
         from onnxruntime.transformers.optimizer import optimize_model
 
+        from infertune.model.onnx_graph import attention_facts
+        from infertune.passes.attention_graph import canonical_attention
+
+        facts = attention_facts(onnx.load(str(source), load_external_data=False).graph)
+        heads = config.num_heads or int(model.meta.get("num_heads") or facts.num_heads or 0)
+        hidden = config.hidden_size or int(model.meta.get("hidden_size") or facts.hidden_size or 0)
+        graph = source
+        if facts.blocks:
+            ctx.say("rewriting attention into ONNX Runtime's patterns")
+            graph = ctx.workdir / "canonical.onnx"
+            changes = canonical_attention(source, graph)
+            if changes:
+                notes.append("before fusing: " + ", ".join(changes))
         ctx.say("fusing transformer patterns")
-        heads = config.num_heads or int(model.meta.get("num_heads", 0))
-        hidden = config.hidden_size or int(model.meta.get("hidden_size", 0))
-        optimized = optimize_model(str(source), model_type=config.model_type, opt_level=0, num_heads=heads,
+        optimized = optimize_model(str(graph), model_type=config.model_type, opt_level=0, num_heads=heads,
                                    hidden_size=hidden)
         stats = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
         optimized.save_model_to_file(str(target))
-        notes.append("fused " + (", ".join(f"{k} x{v}" for k, v in sorted(stats.items())) or "nothing"))
+        fused = "fused " + (", ".join(f"{k} x{v}" for k, v in sorted(stats.items())) or "nothing")
+        notes.insert(0, fused)
+        if facts.blocks:
+            done = stats.get("Attention", 0) + stats.get("MultiHeadAttention", 0)
+            shape = f"{heads} heads, hidden size {hidden}" if heads and hidden else "head count unknown"
+            notes.append(f"attention blocks fused: {done} of {facts.blocks} found in the graph ({shape})"
+                         + ("" if done or heads else "; pass --num-heads and --hidden-size"))
     else:
         target.write_bytes(source.read_bytes())
     if config.save_ort_format:
@@ -75,7 +94,7 @@ def ort_fusion(model, config: OrtFusion, ctx: PassContext) -> PassOutput:
         raise ExportError(f"ort-fusion changed the outputs of '{model.name}': min cosine {cosine.min():.6f} "
                           f"< {config.min_cosine}")
     notes.append(f"validated: min cosine {cosine.min():.6f} against the unfused graph")
-    return PassOutput(as_onnx(model, target), notes=notes, details={"fused": notes[0]})
+    return PassOutput(as_onnx(model, target), notes=notes, details={"fused": fused})
 
 
 def _bake_ort_optimizations(path: Path) -> None:

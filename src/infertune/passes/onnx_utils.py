@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from infertune.errors import UnsupportedModelError
+from infertune.model.onnx_file import with_artifact
 
 
 def as_onnx(model, path: Path):
     """The same model (name, task, tokenizer) backed by another ONNX file, with that file's own input and
-    output dtypes (an fp16 pass without kept float32 I/O changes them)."""
-    from infertune.model.onnx_file import read_signature
-
-    graph = read_signature(Path(path))
-    by_name = {spec.name: spec for spec in (*graph.inputs, *graph.outputs)}
-    signature = dataclasses.replace(model.signature,
-                           inputs=tuple(dataclasses.replace(s, dtype=by_name[s.name].dtype) if s.name in by_name else s
-                                        for s in model.signature.inputs),
-                           outputs=tuple(dataclasses.replace(s, dtype=by_name[s.name].dtype) if s.name in by_name else s
-                                         for s in model.signature.outputs))
-    return dataclasses.replace(model, module=None, onnx_path=Path(path).resolve(), ir_path=None, signature=signature)
+    output dtypes."""
+    return with_artifact(model, path)
 
 
 def sample_batches(model, split, *, count: int = 64, batch: int = 8) -> list[dict[str, np.ndarray]]:

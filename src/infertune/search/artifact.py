@@ -1,64 +1,45 @@
 """The chosen artifact in DIR/model: the ONNX file or OpenVINO IR copied in, or, for a PyTorch artifact,
-the recipe that rebuilds it from the source model (deterministic passes); `manifest.json` says which."""
+the recipe that rebuilds it from the source model (deterministic passes); `manifest.json` says which.
+`infertune.resolve(DIR)` reads it back."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
 
-from infertune.errors import UnsupportedModelError
 from infertune.io import write_json_atomic
+from infertune.model.run_dir import MANIFEST, Manifest
+from infertune.model.spec import ModelSpec
 
-MANIFEST = "manifest.json"
 
-
-def save_artifact(directory: Path, *, model: str, weights: str | None, record: dict[str, Any]) -> None:
+def save_artifact(directory: Path, *, model, record: dict[str, Any]) -> None:
+    """Write DIR/model for the candidate `record` of `model` (the search's source model)."""
     staging = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    manifest = {"source": model, "weights": weights, "recipe": record["recipe"], "backend": record["backend"],
-                "options": {k: v for k, v in record["recipe"]["backend"].items() if k != "name"}, "file": None}
+    file = None
     path = record.get("artifact")
     if path:
         src = Path(path)
         for item in src.parent.iterdir():  # the graph and its weights (.onnx + .data, or .xml + .bin)
             if item.name.startswith(src.stem):
                 shutil.copy2(item, staging / item.name)
-        manifest["file"] = src.name
-    write_json_atomic(staging / MANIFEST, manifest)
+        file = src.name
+    manifest = Manifest(spec=_portable(model.spec), recipe=record["recipe"], backend=record["backend"],
+                        options={k: v for k, v in record["recipe"]["backend"].items() if k != "name"}, file=file,
+                        name=model.name, task=model.task, labels=model.labels)
+    write_json_atomic(staging / MANIFEST, manifest.to_dict())
     shutil.rmtree(directory, ignore_errors=True)
     staging.rename(directory)
 
 
-def find_manifest(path: Path) -> Path | None:
-    for candidate in (path / MANIFEST, path / "model" / MANIFEST):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load_artifact(manifest_path: Path):
-    """(Model, backend, options) for a saved artifact."""
-    from infertune.model import ZOO, load_model
-    from infertune.model.onnx_file import load as load_onnx
-    from infertune.model.zoo import zoo_onnx
-    from infertune.search.recipe import Recipe, apply_recipe
-
-    manifest = json.loads(manifest_path.read_text())
-    source = manifest["source"]
-    if manifest["file"]:
-        file = manifest_path.parent / manifest["file"]
-        if not file.is_file():
-            raise UnsupportedModelError(f"run directory artifact '{file}' is missing: re-run optimize")
-        if source in ZOO:
-            model = zoo_onnx(source, file)
-        elif file.suffix == ".xml":
-            raise UnsupportedModelError("an OpenVINO IR of a non-zoo model needs its source's signature")
-        else:
-            model = load_onnx(file)
-    else:
-        model, _ = apply_recipe(source if manifest["weights"] is None else load_model(source, weights=manifest["weights"]),
-                                Recipe.from_dict(manifest["recipe"]))
-    return model, manifest["backend"], manifest["options"]
+def _portable(spec: ModelSpec) -> ModelSpec:
+    """Local paths made absolute, so the run directory loads from any working directory."""
+    changes = {}
+    if Path(spec.model).expanduser().exists():
+        changes["model"] = str(Path(spec.model).expanduser().resolve())
+    if spec.weights is not None and Path(spec.weights).exists():
+        changes["weights"] = str(Path(spec.weights).resolve())
+    return dataclasses.replace(spec, **changes) if changes else spec

@@ -86,28 +86,28 @@ def _prepare(out: Path, resume: bool, say: Callable[[str], None]) -> list[dict[s
     return done
 
 
-def optimize(model: str, *, data: str | None = None, weights: str | None = None, max_drop: float = 0.01,
-             min_top10: float = 0.9, objective: str = "latency", batch_size: int = 1, time_budget: float | None = None,
-             out: str | Path | None = None, resume: bool = False, recipes: list[Recipe] | None = None,
-             trial_timeout: float = 900.0, timing: dict | None = None,
-             progress: Callable[[str, str], None] | None = None, say: Callable[[str], None] | None = None) -> Result:
-    """Find the fastest (or smallest) artifact within `max_drop` of the baseline on held-out data (and, for
-    embeddings, keeping at least `min_top10` of each sample's ten nearest neighbours).
-
-    Example: `infertune.optimize("minilm", max_drop=0.01, out="runs/demo").best["recipe"]`.
+def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.9, objective: str = "latency",
+               batch_size: int = 1, time_budget: float | None = None, out: str | Path | None = None,
+               resume: bool = False, recipes: list[Recipe] | None = None, trial_timeout: float = 900.0,
+               timing: dict | None = None, progress: Callable[[str, str], None] | None = None,
+               say: Callable[[str], None] | None = None) -> Result:
+    """Find the fastest (or smallest) artifact of `source` (a Model) within `max_drop` of the baseline on the
+    held-out split of `dataset` (and, for embeddings, keeping at least `min_top10` of each sample's ten nearest
+    neighbours). Trials reload both in fresh processes from their specs. `infertune.optimize` resolves a spec,
+    then calls this.
     """
     from infertune.bench.hardware import fingerprint, versions
-    from infertune.bench.job import BenchJob, load_for_job
-    from infertune.data import load_dataset
     from infertune.search.space import baseline_recipe, candidate_recipes, mixed_precision_fallback
 
     say = say or (lambda line: None)
     _check(max_drop, min_top10, objective, batch_size, time_budget)
-    source, split, data_name = load_for_job(BenchJob(model=model, backend="torch", weights=weights, data=data))
-    if split is None:
-        raise ConfigError(f"optimize needs data to measure accuracy: pass --data (an .npz with the inputs of "
-                          f"'{model}', labels optional)")
-    dataset = load_dataset(data_name)
+    model = source.spec.model
+    if dataset is None:
+        raise ConfigError(f"optimize needs data to measure accuracy: pass --data (a data file with the inputs of "
+                          f"'{model}' or its texts, labels optional)")
+    if dataset.spec is None:
+        raise ConfigError("optimize measures each candidate in a fresh process, which reloads the data: pass data as "
+                          "a zoo name or a file, not as arrays in memory")
     out = Path(out) if out is not None else Path("runs") / f"{source.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     done = {trial["id"]: trial for trial in _prepare(out, resume, say) if isinstance(trial, dict) and "id" in trial}
     base = baseline_recipe(source)
@@ -116,7 +116,7 @@ def optimize(model: str, *, data: str | None = None, weights: str | None = None,
             source, has_calibration="calibration" in dataset.splits,
             has_training=dataset.splits.get("train") is not None and len(dataset.splits["train"]) > 0))]
     started = time.monotonic()
-    common = dict(model=model, weights=weights, data=data_name, baseline_recipe=base.to_dict(),
+    common = dict(model=source.spec.to_dict(), data=dataset.spec.to_dict(), baseline_recipe=base.to_dict(),
                   baseline_outputs=str(out / "baseline_outputs.npz"), batch_size=batch_size,
                   throughput_batch=max(batch_size, 32), objective=objective, **({"timing": timing} if timing else {}))
     finished: list[dict[str, Any]] = []
@@ -155,9 +155,8 @@ def optimize(model: str, *, data: str | None = None, weights: str | None = None,
         raise
     finally:
         if finished:
-            result = _finish(out, finished, model=model, weights=weights, max_drop=max_drop, min_top10=min_top10,
-                             objective=objective,
-                             stopped=stopped, hardware=fingerprint(), versions=versions())
+            result = _finish(out, finished, source=source, dataset=dataset, max_drop=max_drop, min_top10=min_top10,
+                             objective=objective, stopped=stopped, hardware=fingerprint(), versions=versions())
     return result
 
 
@@ -234,7 +233,7 @@ def _peaks() -> dict[str, float] | None:
         return None
 
 
-def _finish(out: Path, finished: list[dict[str, Any]], *, model, weights, max_drop, min_top10, objective, stopped,
+def _finish(out: Path, finished: list[dict[str, Any]], *, source, dataset, max_drop, min_top10, objective, stopped,
             hardware, versions) -> Result:
     from infertune.search.artifact import save_artifact
 
@@ -245,7 +244,10 @@ def _finish(out: Path, finished: list[dict[str, Any]], *, model, weights, max_dr
     mark_pareto(finished)
     chosen = best(candidates, objective)
     reason = None if chosen else "no candidate was within the budget and confirmed faster than the baseline"
-    data = {"model": model, "baseline": baseline, "candidates": candidates,
+    data = {"model": source.spec.model, "model_spec": source.spec.to_dict(),
+            "data": {"name": dataset.name, "spec": dataset.spec.to_dict(), "kind": dataset.kind,
+                     "splits": dataset.sizes()},
+            "baseline": baseline, "candidates": candidates,
             "best": chosen["id"] if chosen else None, "best_reason": reason, "stopped": stopped,
             "budget": {"metric": baseline["metric"]["name"], "max_drop": max_drop,
                        **({"min_top10_agreement": min_top10} if "top10_agreement" in baseline["metric"] else {})},
@@ -253,7 +255,7 @@ def _finish(out: Path, finished: list[dict[str, Any]], *, model, weights, max_dr
             "hardware": hardware, "peaks": _peaks(), "versions": versions}
     final = chosen or baseline
     Recipe.from_dict(final["recipe"]).save(out / "recipe.yaml")
-    save_artifact(out / "model", model=model, weights=weights, record=final)
+    save_artifact(out / "model", model=source, record=final)
     write_json_atomic(out / "results.json", data)
     try:
         from infertune.report.html import write_report

@@ -3,6 +3,7 @@ Pareto front over metric (higher is better), latency and size (lower is better).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 P50_AGREE = 1.5  # interleaved speed-up vs p50 ratio: past this factor apart, the lower one is what counts
@@ -15,6 +16,9 @@ def verdict(candidate: dict[str, Any], baseline: dict[str, Any], *, max_drop: fl
     can still reorder who is nearest to whom, which is what a search index sees."""
     if "error" in candidate:
         return {**candidate, "status": "failed", "reason": candidate["error"]}
+    if not math.isfinite(candidate["metric"]["value"]) or not math.isfinite(baseline["metric"]["value"]):
+        return {**candidate, "status": "failed",
+                "reason": f"no {candidate['metric']['name']} could be measured on the held-out outputs"}
     drop = baseline["metric"]["value"] - candidate["metric"]["value"]
     candidate = {**candidate, "metric": {**candidate["metric"], "drop": drop}}
     name = candidate["metric"]["name"]

@@ -21,7 +21,7 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool) -> li
     from infertune.passes.quantize.torch_backend import Int8Torchao
 
     torch_model = model.format == "torch"
-    transformer = "num_heads" in model.meta or model.is_text
+    transformer = bool(model.meta.get("attention_blocks")) or "num_heads" in model.meta or model.is_text
     onnx = (ExportOnnx(),) if torch_model else ()
     fused = onnx + ((OrtFusion(),) if transformer else ())
     recipes: list[Recipe] = []

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from infertune.bench.job import BenchJob, Timing, collect_outputs, load_for_job
+from infertune.bench.job import Timing, collect_outputs
 from infertune.search.recipe import Recipe
 
 METRIC_SAMPLES = 512
@@ -22,13 +22,12 @@ AGREE_LIMIT = 1.25  # median of ratios vs ratio of pooled medians: past it, meas
 @dataclass(frozen=True)
 class TrialJob:
     id: str
-    model: str
+    model: dict[str, Any]          # a ModelSpec as a dict: the worker resolves it
     recipe: dict[str, Any]
     workdir: str
     baseline_recipe: dict[str, Any]
     baseline_outputs: str          # .npz of the baseline's held-out outputs (written by the baseline trial)
-    weights: str | None = None
-    data: str | None = None
+    data: dict[str, Any] | None = None  # a DataSpec as a dict
     batch_size: int = 1
     throughput_batch: int = 32
     objective: str = "latency"
@@ -47,22 +46,24 @@ def metric(task: str, outputs: np.ndarray, labels, reference: np.ndarray | None)
         return {"name": "top1", "value": top1_accuracy(outputs, labels[:len(outputs)])}
     if task == "classification":
         return {"name": "top1_agreement", "value": 1.0 if reference is None else top1_agreement(reference, outputs)}
+    outputs = outputs.reshape(len(outputs), -1)  # per-token scores compare as one row per sample
+    reference = None if reference is None else reference.reshape(len(reference), -1)
     found = {"name": "cosine", "value": 1.0 if reference is None else cosine_similarity_stats(reference, outputs)[0]}
     if len(outputs) > NEIGHBOURS:
         found["top10_agreement"] = 1.0 if reference is None else neighbour_agreement(reference, outputs)
     return found
 
 
-def run_trial(job: TrialJob, say=print) -> dict[str, Any]:
+def run_trial(job: TrialJob, model, dataset, say=print) -> dict[str, Any]:
+    """Build and measure one candidate of `model` (loaded from the job's spec) on `dataset`."""
     from infertune.backends import load_session
     from infertune.bench import memory, timing
     from infertune.bench.workload import build_workload
-    from infertune.data import load_dataset, save_npz
+    from infertune.data import save_npz
     from infertune.search.recipe import apply_recipe
 
-    model, heldout, data_name = load_for_job(BenchJob(model=job.model, backend="torch", weights=job.weights,
-                                                      data=job.data))
-    dataset = load_dataset(data_name) if data_name else None
+    heldout = dataset.split("heldout") if dataset is not None else None
+    data_name = dataset.name if dataset is not None else None
     recipe = Recipe.from_dict(job.recipe)
     say("applying passes")
     artifact, outputs = apply_recipe(model, recipe, data=dataset, workdir=Path(job.workdir) / "build",

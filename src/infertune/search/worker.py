@@ -6,9 +6,13 @@ import sys
 
 
 def trial(job: dict, say) -> dict:
+    """A process entry point, like the command line: it resolves the trial's specs, then runs the trial."""
+    from infertune.resolver import resolve_job
     from infertune.search.trial import TrialJob, run_trial
 
-    return run_trial(TrialJob(**job), say=say)
+    job = TrialJob(**job)
+    model, dataset = resolve_job(job.model, job.data)
+    return run_trial(job, model, dataset, say=say)
 
 
 def first_line(error: Exception) -> str:

@@ -73,7 +73,8 @@ class LoadResult:
 
 def loadtest(url: str, *, model: str, concurrency: int = 16, requests: int = 2000, rate: float | None = None,
              data: str | None = None, token: str | None = None, timeout_s: float = 60.0, rows: int = 1,
-             binary: bool = False, progress: Callable[[int, int], None] | None = None) -> LoadResult:
+             binary: bool = False, text_field: str = "text",
+             progress: Callable[[int, int], None] | None = None) -> LoadResult:
     """Send `requests` infer requests to `url` for `model` and measure them.
 
     Example: `loadtest("http://127.0.0.1:8000", model="digits-cnn", concurrency=16).throughput`.
@@ -87,7 +88,7 @@ def loadtest(url: str, *, model: str, concurrency: int = 16, requests: int = 200
     if rate is not None and rate <= 0:
         raise ConfigError(f"--rate must be a positive number of requests a second, got {rate}")
     coroutine = _loadtest(url.rstrip("/"), model, concurrency, requests, rate, data, token, timeout_s, rows, binary,
-                          progress)
+                          text_field, progress)
     try:
         import uvloop
     except ImportError:
@@ -96,7 +97,7 @@ def loadtest(url: str, *, model: str, concurrency: int = 16, requests: int = 200
         return runner.run(coroutine)
 
 
-async def _loadtest(url, model, concurrency, requests, rate, data, token, timeout_s, rows, binary,
+async def _loadtest(url, model, concurrency, requests, rate, data, token, timeout_s, rows, binary, text_field,
                     progress) -> LoadResult:
     target = _Target.parse(url, token)
     pool = _Pool(target, limit=concurrency if rate is None else MAX_OPEN_LOOP_INFLIGHT, timeout_s=timeout_s)
@@ -104,7 +105,8 @@ async def _loadtest(url, model, concurrency, requests, rate, data, token, timeou
         metadata = await _metadata(pool, target, model)
         infer = f"{target.base}/v2/models/{model}/infer"
         messages = [target.post(infer, body, header_length)
-                    for body, header_length in request_bodies(metadata, data, rows=rows, binary=binary)]
+                    for body, header_length in request_bodies(metadata, data, rows=rows, binary=binary,
+                                                                          text_field=text_field)]
         result = LoadResult(url=url, model=model, sent=0, seconds=0.0, rows=rows,
                             mode=(f"open loop at {rate:g}/s" if rate else f"closed loop, concurrency {concurrency}")
                             + (", binary tensors" if binary else ""))
@@ -406,17 +408,17 @@ def _time_out(future: asyncio.Future) -> None:
 
 
 def request_bodies(metadata: dict[str, Any], data: str | None, limit: int = 512, rows: int = 1,
-                   binary: bool = False) -> list[tuple[bytes, int | None]]:
+                   binary: bool = False, text_field: str = "text") -> list[tuple[bytes, int | None]]:
     """Up to `limit` distinct infer requests of `rows` samples each from real data: held-out sentences for a text
     model, held-out rows of the model's data set (or `data`) otherwise. Request k holds samples k*rows onwards,
     wrapping around the split. Each is (body, None) in JSON, or (body, length of its JSON header) with `binary`:
     tensors as binary data both ways (the binary tensor data extension)."""
-    from infertune.data import load_dataset
+    from infertune.resolver import resolve_data
 
     inputs = metadata["inputs"]
     source = data or (metadata.get("parameters") or {}).get("default_data")
     if inputs and inputs[0]["datatype"] == "BYTES":
-        split = load_dataset(source or "docstrings").heldout_or_first()
+        split = resolve_data(source or "docstrings", text_field=text_field).heldout_or_first()
         if split.texts is None:
             raise ConfigError(f"model '{metadata['name']}' takes text but data '{source}' holds arrays: "
                               f"pass --data docstrings or a text data set")
@@ -431,7 +433,10 @@ def request_bodies(metadata: dict[str, Any], data: str | None, limit: int = 512,
     numpy_types = {v: k for k, v in DATATYPES.items()}
     specs = {i["name"]: (numpy_types[i["datatype"]], tuple("batch" if d < 0 else d for d in i["shape"]))
              for i in inputs}
-    split = load_dataset(source, input_specs=specs).heldout_or_first()
+    split = resolve_data(source, input_specs=specs).heldout_or_first()
+    if split.inputs is None:
+        raise ConfigError(f"model '{metadata['name']}' takes arrays but data '{source}' holds texts: pass --data "
+                          f"(an .npz with its inputs)")
     bodies = []
     for k in range(min(limit, len(split))):
         index = np.arange(k * rows, (k + 1) * rows) % len(split)

@@ -18,12 +18,13 @@ from infertune.serve.endpoint import Loaded
 
 
 def serve(models: str | list[str], *, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
-          backend: str | None = None, weights: str | None = None, data: str | None = None,
-          config: ServeConfig = ServeConfig(), token_file: str | Path | None = None,
+          backend: str | None = None, weights: str | None = None, data: str | None = None, task: str | None = None,
+          text_field: str = "text", config: ServeConfig = ServeConfig(), token_file: str | Path | None = None,
           options: dict[str, Any] | None = None, workers: int = 1, ray: str | None = None, replicas: int = 1,
           autoscale: tuple[int, int] | None = None, cpus_per_replica: float = 1.0, say=None) -> int:
-    """Serve `models` (run directories, zoo names, .onnx files, factories; `NAME=SPEC` names one in the URL) over
-    KServe v2 until SIGTERM/SIGINT, in `workers` processes sharing the port.
+    """Serve `models` (anything `infertune.resolve` reads: run directories, Hugging Face folders, zoo names, .onnx
+    files, ensembles...; `NAME=SPEC` names one in the URL) over KServe v2 until SIGTERM/SIGINT, in `workers`
+    processes sharing the port, or on Ray Serve with `ray` (a cluster address, or 'local').
 
     Example: `serve(["runs/demo", "digits=digits-cnn"], port=8000, config=ServeConfig(max_batch_size=32))`.
     """
@@ -34,8 +35,7 @@ def serve(models: str | list[str], *, host: str = "127.0.0.1", port: int = 8000,
     token = read_token(token_file) if token_file is not None else None
     if workers < 1:
         raise ConfigError(f"--workers must be a positive integer, got {workers}")
-    loaders = {n: functools.partial(load_engines, spec, name=n, backend=backend, weights=weights, data=data,
-                                    config=config, options=options) for n, spec in named}
+    load_kwargs = dict(backend=backend, weights=weights, data=data, task=task, text_field=text_field, options=options)
     if ray is not None:
         from infertune.cluster.serve import serve_on_ray
 
@@ -44,18 +44,22 @@ def serve(models: str | list[str], *, host: str = "127.0.0.1", port: int = 8000,
                               "processes")
         _check_replicas(replicas, autoscale, cpus_per_replica)
         return serve_on_ray(named, address=ray, host=host, port=port, replicas=replicas, autoscale=autoscale,
-                            cpus_per_replica=cpus_per_replica, config=config, token=token,
-                            load_kwargs=dict(backend=backend, weights=weights, data=data, options=options), say=say)
+                            cpus_per_replica=cpus_per_replica, config=config, token=token, load_kwargs=load_kwargs,
+                            say=say)
     worker = os.environ.get(WORKER_ENV)
     if workers > 1 and worker is None:
         from infertune.serve.workers import supervise
 
-        for load in loaders.values():  # fail here, once, on a model that cannot load, before any worker starts
-            load(check_only=True)
-        kwargs = dict(models=[f"{n}={spec}" for n, spec in named], host=host, backend=backend, weights=weights,
-                      data=data, config=config, token_file=token_file, options=options, workers=workers)
+        # fail here, once, on a model that cannot load, before any worker starts; and learn the default names
+        named = unique([(n or load_engines(spec, name=None, config=config, check_only=True, **load_kwargs).served.name,
+                         spec) for n, spec in named])
+        kwargs = dict(models=[f"{n}={spec}" for n, spec in named], host=host, config=config, token_file=token_file,
+                      workers=workers, **load_kwargs)
         return supervise(workers, host, port, kwargs, say=say)
-    loaded = {n: load() for n, load in loaders.items()}  # a model that cannot load fails now: exit 2
+    ready = [load_engines(spec, name=n, config=config, **load_kwargs) for n, spec in named]  # fails now: exit 2
+    named = unique([(one.served.name, spec) for one, (_, spec) in zip(ready, named)])
+    loaded = {one.served.name: one for one in ready}
+    loaders = {n: functools.partial(load_engines, spec, name=n, config=config, **load_kwargs) for n, spec in named}
     sock = _bind(host, port, reuse_port=worker is not None)
     bound = sock.getsockname()[1]
     on_ready = None
@@ -84,19 +88,25 @@ def _check_replicas(replicas: int, autoscale: tuple[int, int] | None, cpus: floa
         raise ConfigError(f"--cpus-per-replica must be a positive number, got {cpus}")
 
 
-def name_models(specs: list[str], name: str | None) -> list[tuple[str, str]]:
-    """(URL name, spec) for each model: `NAME=SPEC`, else `--name` (one model), else the model's own name."""
+def name_models(specs: list[str], name: str | None) -> list[tuple[str | None, str]]:
+    """(URL name, spec) for each model: `NAME=SPEC`, else `--name` (one model), else None (the loaded model's own
+    name, known once it is loaded)."""
     if not specs:
-        raise ConfigError("name at least one model to serve: a run directory, zoo name, .onnx file or factory")
+        raise ConfigError("name at least one model to serve: a run directory, zoo name, Hugging Face folder, .onnx "
+                          "file, ensemble file or factory")
     if name is not None and len(specs) > 1:
         raise ConfigError("--name names a single model; with several, write NAME=SPEC for each (digits=digits-cnn)")
     named = []
     for spec in specs:
         label, sep, rest = spec.partition("=")
-        if sep and label and all(c.isalnum() or c in "-_." for c in label):
+        if sep and label and rest and all(c.isalnum() or c in "-_." for c in label):
             named.append((label, rest))
         else:
-            named.append((name or _default_name(spec), spec))
+            named.append((name, spec))
+    return unique(named) if all(n for n, _ in named) else named
+
+
+def unique(named: list[tuple[str, str]]) -> list[tuple[str, str]]:
     seen: dict[str, str] = {}
     for label, spec in named:
         if label in seen:
@@ -104,20 +114,6 @@ def name_models(specs: list[str], name: str | None) -> list[tuple[str, str]]:
                               f"NAME=SPEC")
         seen[label] = spec
     return named
-
-
-def _default_name(spec: str) -> str:
-    path = Path(spec)
-    if path.is_dir() and (path / "model").is_dir():  # a run directory: the model it optimized
-        import json
-
-        manifest = path / "model" / "manifest.json"
-        if manifest.is_file():
-            source = json.loads(manifest.read_text()).get("source", "")
-            return _default_name(source) if source else path.name
-    if path.suffix:
-        return path.stem
-    return spec.rsplit(":", 1)[-1] if ":" in spec else (path.name or spec)
 
 
 def _log_to_stderr() -> None:
@@ -187,30 +183,25 @@ def read_token(path: str | Path) -> str:
     return token
 
 
-def load_engines(model: str, *, name: str, backend: str | None, weights: str | None, data: str | None,
-                 config: ServeConfig, options: dict[str, Any] | None = None, check_only: bool = False) -> Loaded:
-    """`config.instances` engines (threads split between them), what the HTTP layer knows of the model, and
-    warm-up batches at every batch size the batcher may form (powers of two up to the max, and the max).
+def load_engines(model: str, *, name: str | None, config: ServeConfig, backend: str | None = None,
+                 weights: str | None = None, data: str | None = None, task: str | None = None, text_field: str = "text",
+                 options: dict[str, Any] | None = None, check_only: bool = False) -> Loaded:
+    """`config.instances` engines of the model a spec names (threads split between them), what the HTTP layer knows
+    of it, and warm-up batches from its data (or random inputs) at every batch size the batcher may form (powers of
+    two up to the max, and the max). A process entry (workers and replicas reload from specs), so it resolves.
     `check_only`: load one engine to find out whether the model loads, and keep nothing."""
-    from infertune.bench.job import any_arrays
-    from infertune.data import load_dataset
     from infertune.engine import load
-    from infertune.model import ZOO
+    from infertune.resolver import resolve
 
-    dataset = load_dataset(data) if data else None
-    arrays = any_arrays(dataset) if dataset is not None and model not in ZOO else None
+    source, dataset = resolve(model, data=data, weights=weights, task=task, text_field=text_field)
     options = dict(options or {})
     if config.instances > 1 and "threads" not in options:
         options["threads"] = max(1, (os.cpu_count() or 1) // config.instances)
-    engines = [load(model, backend=backend, weights=weights, data=arrays, **options)
-               for _ in range(1 if check_only else config.instances)]
+    engines = [load(source, backend=backend, **options) for _ in range(1 if check_only else config.instances)]
     first = engines[0].model
-    source = data or first.default_data
-    if source and (dataset is None or (not first.is_text and dataset.kind == "arrays")):
-        dataset = load_dataset(source, input_specs=None if first.is_text else first.input_specs)
-    served = ServedModel(name=name, signature=first.signature, encode_texts=first.encode_texts,
+    served = ServedModel(name=name or first.name, signature=first.signature, encode_texts=first.encode_texts,
                          max_batch_size=config.max_batch_size,
-                         default_data=data or first.default_data)
+                         default_data=dataset.name if dataset is not None and dataset.spec is not None else None)
     sizes = sorted({min(2 ** i, config.max_batch_size) for i in range(config.max_batch_size.bit_length())}
                    | {config.max_batch_size})
     return Loaded(engines=engines, served=served, warmup=[_representative(first, dataset, n) for n in sizes],
