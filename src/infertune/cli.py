@@ -269,15 +269,41 @@ def predict(
     text_field: str = TEXT_FIELD,
     split: Optional[str] = typer.Option(None, help="which split to run: all (a file's default, in its order) or "
                                                    "heldout (a zoo data set's default)"),
-    batch_size: int = typer.Option(32, help="samples per engine call"),
+    batch_size: int = typer.Option(32, help="samples per engine call (with --ray: rows per actor call)"),
+    ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray Data: an existing cluster's address "
+                                                          "(host:port, or auto), or 'local' to start one here"),
+    actors: str = typer.Option("2", help="with --ray: N actors, or MIN,MAX (Ray scales the pool between them)"),
+    cpus_per_actor: float = typer.Option(1.0, help="with --ray: CPUs each actor holds (its runtime's threads)"),
 ) -> None:
-    """Run a model on data and save its outputs, in input order, to .npz, .jsonl or .parquet."""
+    """Run a model on data and save its outputs, in input order, to .npz, .jsonl or .parquet (with --ray, also a
+    folder of Parquet parts)."""
     from infertune.data.outputs import check_output_path
     from infertune.predict import predict as run_predict
     from infertune.report.terminal import progress_bar
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {batch_size}")
+    if ray is not None:
+        from infertune.cluster.connect import require_ray
+
+        require_ray()
+        from infertune.cluster.predict import predict_on_ray
+        from infertune.model.spec import ModelSpec
+        from infertune.resolver import locate
+
+        locate(model)  # a model that is not there exits 2 here, not inside an actor
+        pool = _parse_range(actors, "--actors")
+        if pool[0] < 1 or cpus_per_actor <= 0:
+            raise ConfigError(f"--actors must be at least 1 and --cpus-per-actor positive, got {actors} and "
+                              f"{cpus_per_actor}")
+        summary = predict_on_ray(ModelSpec(model=model, weights=weights, task=task).to_dict(), data=data, out=out,
+                                 address=ray, backend=backend, actors=pool, cpus_per_actor=cpus_per_actor,
+                                 batch_size=batch_size * 8, text_field=text_field,
+                                 say=lambda line: typer.echo(line, err=True))
+        typer.echo(f"wrote {summary['rows']} predictions to {out}: {summary['rows_per_s']:.0f} rows/s over "
+                   f"{summary['seconds']:.1f} s, actors {pool[0]}-{pool[1]} of {cpus_per_actor:g} CPU, "
+                   f"{summary['blocks']} blocks, {summary['retries']} batches retried")
+        return
     check_output_path(out)
     with progress_bar("predict") as advance:
         count = run_predict(model, data=data, out=out, backend=backend, weights=weights, task=task,

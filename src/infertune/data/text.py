@@ -57,6 +57,22 @@ def load_text_file(path: str | Path, *, text_field: str = DEFAULT_TEXT_FIELD, la
                  labels=None if labels is None else np.asarray(labels, dtype=np.int64))
 
 
+def texts_of(content: str, path: str | Path, *, text_field: str = DEFAULT_TEXT_FIELD,
+             first_line: int = 1) -> list[str]:
+    """The texts of a piece of a .txt or .jsonl file that starts at line `first_line` (whole lines only), checked
+    as `load_text_file` checks them: what a cluster's readers call on their share of a large file."""
+    path = Path(path)
+    if path.suffix.lower() == ".txt":
+        rows = ((f"line {n}", {"text": line}) for n, line in enumerate(content.splitlines(), start=first_line))
+        return _collect(path, rows, {"text": "text", "label": None}, None, False)[0]
+    return _collect(path, _jsonl_rows(content, path, first_line), {"text": text_field, "label": DEFAULT_LABEL_FIELD},
+                    None, False)[0]
+
+
+def decode(raw: bytes, path: str | Path) -> str:
+    return _decode(raw, Path(path))
+
+
 def _format_hint(suffix: str) -> str:
     return {".jsonl": f"one JSON object a line, like {_EXAMPLE_LINE}",
             ".csv": "a header line naming the columns (text, label), then one row a text",
@@ -72,8 +88,8 @@ def _decode(raw: bytes, path: Path) -> str:
                         f"as UTF-8") from None
 
 
-def _jsonl_rows(content: str, path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    for number, line in enumerate(content.splitlines(), start=1):
+def _jsonl_rows(content: str, path: Path, first_line: int = 1) -> Iterator[tuple[str, dict[str, Any]]]:
+    for number, line in enumerate(content.splitlines(), start=first_line):
         if not line.strip():
             continue
         try:
