@@ -220,6 +220,9 @@ def optimize(
     out: Optional[Path] = typer.Option(None, help="run directory (default runs/MODEL-TIMESTAMP)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
     recipe: Optional[Path] = typer.Option(None, help="re-apply this recipe.yaml instead of searching"),
+    ray: Optional[str] = typer.Option(None, "--ray", help="run the trials on Ray, one per node at a time, each "
+                                                          "holding the node's CPUs: an existing cluster's address "
+                                                          "(host:port, or auto), or 'local' to start one here"),
 ) -> None:
     """Search passes x backends for the fastest (or smallest) model within the accuracy budget."""
     from infertune.report.terminal import progress_reporter
@@ -228,6 +231,10 @@ def optimize(
     from infertune.search.run import run_search
 
     recipes = [Recipe.load(recipe)] if recipe is not None else None
+    if ray is not None:
+        from infertune.cluster.connect import require_ray
+
+        require_ray()
     source, dataset = resolve(model, data=data, weights=weights, task=task, pooling=pooling, num_heads=num_heads,
                               hidden_size=hidden_size, heldout=heldout, text_field=text_field, label_field=label_field)
     typer.echo(f"model: {source.name} ({source.task}, {source.format}"
@@ -237,7 +244,8 @@ def optimize(
     with progress_reporter(1) as report:
         result = run_search(source, dataset, max_drop=max_drop, min_top10=min_top10, objective=objective,
                             batch_size=batch_size, time_budget=time_budget, out=out, resume=resume,
-                            recipes=recipes, progress=report, say=lambda line: typer.echo(f"note: {line}", err=True))
+                            recipes=recipes, progress=report, say=lambda line: typer.echo(f"note: {line}", err=True),
+                            ray=ray)
     from infertune.report.terminal import optimize_table
 
     optimize_table(result)

@@ -90,11 +90,12 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                batch_size: int = 1, time_budget: float | None = None, out: str | Path | None = None,
                resume: bool = False, recipes: list[Recipe] | None = None, trial_timeout: float = 900.0,
                timing: dict | None = None, progress: Callable[[str, str], None] | None = None,
-               say: Callable[[str], None] | None = None) -> Result:
+               say: Callable[[str], None] | None = None, ray: str | None = None) -> Result:
     """Find the fastest (or smallest) artifact of `source` (a Model) within `max_drop` of the baseline on the
     held-out split of `dataset` (and, for embeddings, keeping at least `min_top10` of each sample's ten nearest
     neighbours). Trials reload both in fresh processes from their specs. `infertune.optimize` resolves a spec,
-    then calls this.
+    then calls this. With `ray` (a cluster's address, or 'local'), trials run on Ray, one per node at a time,
+    each holding the node's CPUs (see `infertune.cluster.search`); model and data paths must be readable there.
     """
     from infertune.bench.hardware import fingerprint, versions
     from infertune.search.space import baseline_recipe, candidate_recipes, mixed_precision_fallback
@@ -117,51 +118,129 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
             has_training=dataset.splits.get("train") is not None and len(dataset.splits["train"]) > 0))]
     started = time.monotonic()
     common = dict(model=source.spec.to_dict(), data=dataset.spec.to_dict(), baseline_recipe=base.to_dict(),
-                  baseline_outputs=str(out / "baseline_outputs.npz"), batch_size=batch_size,
+                  baseline_outputs=str(out.resolve() / "baseline_outputs.npz"), batch_size=batch_size,
                   throughput_batch=max(batch_size, 32), objective=objective, **({"timing": timing} if timing else {}))
+    trials_file = out / "trials.jsonl"
     finished: list[dict[str, Any]] = []
     stopped = None
-    try:
-        while queue:
-            trial_id, recipe = queue.pop(0)
-            if trial_id in done and done[trial_id]["recipe"] == recipe.to_dict():
-                finished.append(done[trial_id])
-                continue
-            left = None if time_budget is None else time_budget - (time.monotonic() - started)
-            if left is not None and left <= 0 and trial_id != "baseline":
-                stopped = f"time budget of {time_budget:.0f} s spent; {len(queue) + 1} candidates not tried"
-                break
-            record = _run(trial_id, recipe, out, common, trial_timeout if left is None else min(trial_timeout, max(left, 60)),
-                          progress)
-            if trial_id == "baseline":
-                if "error" in record:
-                    raise ConfigError(f"the baseline ({recipe.describe()}) failed, so nothing can be compared: "
-                                      f"{record['error']}")
-                record = {**record, "status": "ok", "reason": None, "metric": {**record["metric"], "drop": 0.0}}
-            else:
-                record = verdict(record, finished[0], max_drop=max_drop, objective=objective, min_top10=min_top10)
+
+    def timeout_left() -> float:
+        left = None if time_budget is None else time_budget - (time.monotonic() - started)
+        return trial_timeout if left is None else min(trial_timeout, max(left, 60))
+
+    with _executor(ray, out, common, progress, say, lambda r: _append(trials_file, r)) as trials:
+        try:
+            baseline_id, recipe = queue.pop(0)
+            saved = done.get(baseline_id)
+            record = saved if saved is not None and saved["recipe"] == recipe.to_dict() else None
+            record = trials.baseline(recipe, timeout_left(), record, done)
+            if "error" in record:
+                raise ConfigError(f"the baseline ({recipe.describe()}) failed, so nothing can be compared: "
+                                  f"{record['error']}")
+            finished.append(record)
+            while True:
+                while queue and trials.free():
+                    trial_id, recipe = queue.pop(0)
+                    if trial_id in done and done[trial_id]["recipe"] == recipe.to_dict():
+                        finished.append(done[trial_id])
+                        continue
+                    if time_budget is not None and time.monotonic() - started >= time_budget:
+                        stopped = f"time budget of {time_budget:.0f} s spent; {len(queue) + 1} candidates not tried"
+                        queue.clear()
+                        break
+                    trials.submit(trial_id, recipe, timeout_left())
+                if not trials.running(waiting=bool(queue)):
+                    if queue:
+                        stopped = f"no node is left to run trials on; {len(queue)} candidates not tried"
+                    break
+                finished_one = trials.next_finished()
+                if finished_one is None:  # on a cluster: a node's baseline, or a lost trial sent again
+                    continue
+                trial_id, recipe, record = finished_one
+                record = verdict(record, trials.baseline_for(record, finished[0]), max_drop=max_drop,
+                                 objective=objective, min_top10=min_top10)
                 fallback = mixed_precision_fallback(recipe, max_drop) if record["status"] == "rejected" \
                     and record["reason"].startswith("over budget") else None
                 if fallback is not None:
                     queue.insert(0, (f"{trial_id}-mixed", fallback))
-            _append(out / "trials.jsonl", record)
-            finished.append(record)
-        if objective != "size" and len(finished) > 1:
-            left = None if time_budget is None else time_budget - (time.monotonic() - started)
-            _confirm_best(finished, out, common, done, min(trial_timeout, max(left or trial_timeout, 60)), objective,
-                          progress)
-    except KeyboardInterrupt:
-        stopped = "interrupted; run again with --resume to continue"
-        raise
-    finally:
-        if finished:
-            result = _finish(out, finished, source=source, dataset=dataset, max_drop=max_drop, min_top10=min_top10,
-                             objective=objective, stopped=stopped, hardware=fingerprint(), versions=versions())
+                _append(trials_file, record)
+                finished.append(record)
+            if objective != "size" and len(finished) > 1:
+                _confirm_best(finished, trials, common, done, timeout_left(), objective,
+                              lambda r: _append(trials_file, r))
+        except KeyboardInterrupt:
+            stopped = "interrupted; run again with --resume to continue"
+            raise
+        finally:
+            if finished:
+                chosen = best(finished[1:], objective) if len(finished) > 1 else None
+                if chosen is not None:
+                    trials.fetch_artifact(chosen)
+                result = _finish(out, finished, source=source, dataset=dataset, max_drop=max_drop,
+                                 min_top10=min_top10, objective=objective, stopped=stopped, hardware=fingerprint(),
+                                 versions=versions(), cluster=trials.describe())
     return result
 
 
-def _confirm_best(finished: list[dict[str, Any]], out: Path, common: dict, done: dict[str, dict], timeout: float,
-                  objective: str, progress) -> None:
+def _executor(ray: str | None, out: Path, common: dict, progress, say, append):
+    if ray is None:
+        return LocalTrials(out, common, progress, append)
+    from infertune.cluster.search import RayTrials
+
+    return RayTrials(ray, out, common, progress, say, append)
+
+
+class LocalTrials:
+    """Trials one after another, each in a fresh process with a time limit, on this machine."""
+
+    def __init__(self, out: Path, common: dict, progress, append: Callable[[dict], None]):
+        self.out, self.common, self.progress, self.append = out, common, progress, append
+        self.next: tuple[str, Recipe, float] | None = None
+
+    def __enter__(self) -> "LocalTrials":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def baseline(self, recipe: Recipe, timeout: float, saved: dict | None, done: dict) -> dict[str, Any]:
+        if saved is not None:
+            return saved
+        record = _run("baseline", recipe, self.out, self.common, timeout, self.progress)
+        if "error" not in record:
+            record = {**record, "status": "ok", "reason": None, "metric": {**record["metric"], "drop": 0.0}}
+            self.append(record)
+        return record
+
+    def baseline_for(self, record: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+        return baseline
+
+    def free(self) -> bool:
+        return self.next is None
+
+    def running(self, waiting: bool = False) -> bool:
+        return self.next is not None
+
+    def submit(self, trial_id: str, recipe: Recipe, timeout: float) -> None:
+        self.next = (trial_id, recipe, timeout)
+
+    def next_finished(self) -> tuple[str, Recipe, dict[str, Any]]:
+        trial_id, recipe, timeout = self.next
+        self.next = None
+        return trial_id, recipe, _run(trial_id, recipe, self.out, self.common, timeout, self.progress)
+
+    def run_one(self, trial_id: str, recipe: Recipe, common: dict, timeout: float, near: dict | None = None) -> dict:
+        return _run(trial_id, recipe, self.out, common, timeout, self.progress)
+
+    def fetch_artifact(self, record: dict[str, Any]) -> None:
+        pass
+
+    def describe(self) -> dict[str, Any] | None:
+        return None
+
+
+def _confirm_best(finished: list[dict[str, Any]], trials, common: dict, done: dict[str, dict], timeout: float,
+                  objective: str, append: Callable[[dict], None]) -> None:
     """Before a best is written, the leader's speed-up is measured again in a fresh process (more rounds). A
     leader that does not confirm (not faster beyond the spread, or unstable) is rejected with both figures and
     the next one is tried, up to CONFIRM_AT_MOST; `best` then chooses among confirmed candidates only."""
@@ -176,10 +255,10 @@ def _confirm_best(finished: list[dict[str, Any]], out: Path, common: dict, done:
         if saved is not None and saved.get("recipe") == leader["recipe"]:
             record = saved
         else:
-            record = _run(trial_id, Recipe.from_dict(leader["recipe"]), out,
-                          {**common, "confirm": True, "rounds": CONFIRM_ROUNDS}, timeout, progress)
+            record = trials.run_one(trial_id, Recipe.from_dict(leader["recipe"]),
+                                    {**common, "confirm": True, "rounds": CONFIRM_ROUNDS}, timeout, near=leader)
             record["confirms"] = leader["id"]
-            _append(out / "trials.jsonl", record)
+            append(record)
         _apply_confirmation(leader, record)
 
 
@@ -202,7 +281,7 @@ def _run(trial_id: str, recipe: Recipe, out: Path, common: dict, timeout: float,
     from infertune.bench.isolated import run_worker
     from infertune.search.trial import TrialJob
 
-    job = TrialJob(id=trial_id, recipe=recipe.to_dict(), workdir=str(out / "trials" / trial_id), **common)
+    job = TrialJob(id=trial_id, recipe=recipe.to_dict(), workdir=str(out.resolve() / "trials" / trial_id), **common)
     label = f"{trial_id}: {recipe.describe()}"
     report = (lambda stage: progress(label, stage)) if progress else None
     record = run_worker("infertune.search.worker", asdict(job), timeout=timeout, progress=report)
@@ -234,13 +313,15 @@ def _peaks() -> dict[str, float] | None:
 
 
 def _finish(out: Path, finished: list[dict[str, Any]], *, source, dataset, max_drop, min_top10, objective, stopped,
-            hardware, versions) -> Result:
+            hardware, versions, cluster: dict[str, Any] | None = None) -> Result:
     from infertune.search.artifact import save_artifact
 
     baseline, candidates = finished[0], finished[1:]
+    by_node = (cluster or {}).get("baselines", {})
     for c in candidates:
-        if c.get("status") != "failed" and "latency_ms" in c:
-            c["speedup_p50"] = baseline["latency_ms"]["p50"] / c["latency_ms"]["p50"]
+        if c.get("status") != "failed" and "latency_ms" in c:  # against the baseline timed on the same node
+            same = by_node.get((c.get("node") or {}).get("node_id"), baseline)
+            c["speedup_p50"] = same["latency_ms"]["p50"] / c["latency_ms"]["p50"]
     mark_pareto(finished)
     chosen = best(candidates, objective)
     reason = None if chosen else "no candidate was within the budget and confirmed faster than the baseline"
@@ -252,7 +333,8 @@ def _finish(out: Path, finished: list[dict[str, Any]], *, source, dataset, max_d
             "budget": {"metric": baseline["metric"]["name"], "max_drop": max_drop,
                        **({"min_top10_agreement": min_top10} if "top10_agreement" in baseline["metric"] else {})},
             "objective": objective,
-            "hardware": hardware, "peaks": _peaks(), "versions": versions}
+            "hardware": hardware, "peaks": _peaks(), "versions": versions,
+            **({"cluster": cluster} if cluster else {})}
     final = chosen or baseline
     Recipe.from_dict(final["recipe"]).save(out / "recipe.yaml")
     save_artifact(out / "model", model=source, record=final)
