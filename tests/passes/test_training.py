@@ -1,0 +1,49 @@
+"""The shared training loop's budgets and checkpoints, and the pass context's held-out filter."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from infertune.data import Dataset, Split
+from infertune.passes.registry import PassContext
+from infertune.passes.training import train
+
+
+def _student(mlp_model):
+    import copy
+
+    return dataclasses.replace(mlp_model, module=copy.deepcopy(mlp_model.module))
+
+
+def test_training_stops_at_its_step_budget(mlp_model, mlp_dataset):
+    stats = train(_student(mlp_model), mlp_dataset.split("train"), epochs=50, lr=1e-3, batch=8, max_steps=3)
+    assert stats.steps == 3 and stats.stopped_by == "steps" and stats.seconds > 0
+
+
+def test_training_stops_at_its_time_budget(mlp_model, mlp_dataset):
+    stats = train(_student(mlp_model), mlp_dataset.split("train"), epochs=10_000, lr=1e-3, batch=8, max_seconds=0.3)
+    assert stats.stopped_by == "time" and stats.seconds < 5
+
+
+def test_training_resumes_from_its_checkpoint_to_the_same_weights(mlp_model, mlp_dataset, tmp_path):
+    split = mlp_dataset.split("train")
+    straight = _student(mlp_model)
+    train(straight, split, epochs=4, lr=1e-2, batch=8)
+    resumed = _student(mlp_model)
+    checkpoint = tmp_path / "checkpoint.pt"
+    train(resumed, split, epochs=2, lr=1e-2, batch=8, checkpoint=checkpoint)
+    again = _student(mlp_model)  # a fresh process would start from the untrained model
+    stats = train(again, split, epochs=4, lr=1e-2, batch=8, checkpoint=checkpoint)
+    assert stats.epochs == pytest.approx(2.0)
+    for a, b in zip(straight.module.parameters(), again.module.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_pass_context_filters_heldout_texts_without_handing_them_out(tmp_path):
+    data = Dataset(name="t", kind="text", splits={"train": Split(name="train", texts=("a b.",)),
+                                                  "heldout": Split(name="heldout", texts=("Kept Out.",))})
+    ctx = PassContext(workdir=tmp_path, dataset=data)
+    assert ctx.without_heldout(["kept   out.", "New one."]) == ("New one.",)
+    with pytest.raises(ValueError):
+        ctx.split("heldout")
