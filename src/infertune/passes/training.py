@@ -56,9 +56,10 @@ def loss_for(out, target, labels, *, classification: bool, alpha: float, tempera
 
 def train(student_model, split, *, epochs: int, lr: float, batch: int = 32, teacher=None, temperature: float = 4.0,
           alpha: float = 0.5, say: Callable[[str], None] | None = None, seed: int = 0, max_steps: int | None = None,
-          max_seconds: float | None = None, checkpoint: Path | None = None) -> TrainStats:
+          max_seconds: float | None = None, checkpoint: Path | None = None, dropout: bool = True) -> TrainStats:
     """Train `student_model.module` in place (it is already a copy): cross-entropy on labels, plus soft
-    targets from `teacher` (a torch module) when given; embeddings distil with 1 - cosine + MSE."""
+    targets from `teacher` (a torch module) when given; embeddings distil with 1 - cosine + MSE. `dropout=False`
+    keeps dropout layers off (a student matching its teacher, rather than learning anew)."""
     import torch
 
     torch.manual_seed(seed)
@@ -69,6 +70,10 @@ def train(student_model, split, *, epochs: int, lr: float, batch: int = 32, teac
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr)
     first_epoch = _resume(checkpoint, module, optimizer, rng, say)
     module.train()
+    if not dropout:
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.Dropout):
+                layer.eval()
     started, steps, last, stopped, done = time.monotonic(), 0, float("nan"), "epochs", 0.0
     for epoch in range(first_epoch, epochs):
         total, count, seen = 0.0, 0, 0

@@ -71,24 +71,58 @@ def qat(model, config: Qat, ctx: PassContext) -> PassOutput:
     ctx.say(f"calibrating activation ranges of {len(wrapped)} layers")
     calibrate(quantized, calibration)
     ctx.say(f"training with fake int8 (at most {config.steps} steps, {config.seconds:.0f} s)")
+    before = fidelity(quantized, teacher, calibration)
+    untrained = copy.deepcopy(student.state_dict())
     freeze = _freeze_after(student, max(1, int(config.steps * FREEZE_AT)))
     try:
         stats = train(quantized, split, epochs=config.epochs, lr=config.lr, batch=config.batch, teacher=teacher,
-                      alpha=config.alpha, say=ctx.say, max_steps=config.steps, max_seconds=config.seconds)
+                      alpha=config.alpha, say=ctx.say, max_steps=config.steps, max_seconds=config.seconds,
+                      dropout=False)
     finally:
         freeze.remove()
     freeze_ranges(student)
     student.eval()
+    after = fidelity(quantized, teacher, calibration)
+    kept = after >= before
+    if not kept:  # training that moved the model away from fp32 on data it did not train on is undone
+        student.load_state_dict(untrained)
+        freeze_ranges(student)
     with torch.no_grad():
         path, check = export_int8(quantized, ctx, config)
     worst = min(figures["min_cosine"] for figures in check.values())
     notes = [f"QAT int8: per-channel int8 weights, {_activation_text(config)} activations on {len(wrapped)} layers; "
              f"trained {stats.steps} steps ({stats.epochs:.2f} epochs, stopped by {stats.stopped_by}) in "
-             f"{stats.seconds:.0f} s; exported graph vs fake-quant model: min cosine {worst:.5f}"]
+             f"{stats.seconds:.0f} s; calibration-split fidelity to fp32 {before:.5f} before training, {after:.5f} "
+             f"after" + ("" if kept else " (worse, so the untrained fake-quant weights were kept)")
+             + f"; exported graph vs fake-quant model: min cosine {worst:.5f}"]
     if folded is not None:
         notes.append("batch norm folded into the convolutions before training")
     return PassOutput(as_onnx(model, path), notes=notes,
-                      details={"train_seconds": stats.seconds, "train_steps": stats.steps, "export_check": check})
+                      details={"train_seconds": stats.seconds, "train_steps": stats.steps, "export_check": check,
+                               "fidelity_before": before, "fidelity_after": after, "trained_weights_kept": kept})
+
+
+def fidelity(model, teacher, split, samples: int = CALIBRATION_SAMPLES) -> float:
+    """How good the model is on a split it does not train on: top-1 accuracy where a classifier has labels, else
+    the mean row cosine of its outputs with `teacher`'s (top-1 agreement hides small moves on a small split)."""
+    import numpy as np
+    import torch
+
+    from infertune.data.metrics import row_cosines
+
+    model.module.eval()
+    labels = split.labels if model.task == "classification" else None
+    found, start = [], 0
+    with torch.no_grad():
+        for batch in sample_batches(model, split, count=samples, batch=16):
+            tensors = [torch.from_numpy(batch[n]) for n in model.signature.input_names]
+            out = model.module(*tensors).reshape(len(tensors[0]), -1).numpy()
+            if labels is not None:
+                found.append(out.argmax(axis=1) == labels[start:start + len(out)])
+            else:
+                found.append(row_cosines(teacher(*tensors).reshape(len(tensors[0]), -1).numpy(), out))
+            start += len(out)
+    return float(np.mean(np.concatenate(found)))
 
 
 def _activation_text(config: Qat) -> str:
