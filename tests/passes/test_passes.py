@@ -17,6 +17,7 @@ from infertune.passes.cluster import WeightSharing
 from infertune.passes.distill import Distill
 from infertune.passes.lowrank import LowRank
 from infertune.passes.prune import MagnitudePrune, StructuredPrune
+from infertune.passes.prune_budget import PruneToBudget
 from infertune.passes.registry import PassContext, apply, load_all
 from infertune.passes.sparse import SparseLinear
 
@@ -38,6 +39,7 @@ PASS_TESTS = {
     # trained passes move the outputs on purpose: their quality is tested on real digits below
     "prune-structured": ("mlp_model", "mlp_dataset", StructuredPrune(amount=0.25, fine_tune_epochs=1), "torch", None),
     "distill": ("mlp_model", "mlp_dataset", Distill(epochs=1), "torch", None),
+    "prune-to-budget": ("mlp_model", "mlp_dataset", PruneToBudget(step=0.25, fine_tune_epochs=1), "torch", None),
     "lowrank": ("mlp_model", None, LowRank(), "torch", 0.9999),
     "weight-sharing": ("bert_model", None, WeightSharing(bits=8), "torch", 0.99),
     "sparse-linear": ("mlp_model", None, SparseLinear(), "torch", 0.9999),
