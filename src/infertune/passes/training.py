@@ -100,11 +100,12 @@ def train(student_model, split, *, epochs: int, lr: float, batch: int = 32, teac
             seen += len(tensors[0])
             total += float(loss.detach()) * len(tensors[0])
             count += len(tensors[0])
-        last = total / max(count, 1)
-        done += seen / max(len(split), 1)
-        if say:
-            say(f"epoch {epoch + 1}/{epochs}: loss {last:.4f}" + (f" (stopped by the {stopped} budget)"
-                                                                 if stopped != "epochs" else ""))
+        if count:  # an epoch the budget stopped before its first batch reports nothing
+            last = total / count
+            done += seen / max(len(split), 1)
+            if say:
+                say(f"epoch {epoch + 1}/{epochs}: loss {last:.4f}" + (f" (stopped by the {stopped} budget)"
+                                                                     if stopped != "epochs" else ""))
         if stopped != "epochs":
             break
         if checkpoint is not None:

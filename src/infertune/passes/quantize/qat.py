@@ -92,7 +92,7 @@ def qat(model, config: Qat, ctx: PassContext) -> PassOutput:
     worst = min(figures["min_cosine"] for figures in check.values())
     notes = [f"QAT int8: per-channel int8 weights, {_activation_text(config)} activations on {len(wrapped)} layers; "
              f"trained {stats.steps} steps ({stats.epochs:.2f} epochs, stopped by {stats.stopped_by}) in "
-             f"{stats.seconds:.0f} s; calibration-split fidelity to fp32 {before:.5f} before training, {after:.5f} "
+             f"{stats.seconds:.0f} s; calibration-split fidelity to fp32 {before:.6f} before training, {after:.6f} "
              f"after" + ("" if kept else " (worse, so the untrained fake-quant weights were kept)")
              + f"; exported graph vs fake-quant model: min cosine {worst:.5f}"]
     if folded is not None:
