@@ -47,3 +47,32 @@ def test_pass_context_filters_heldout_texts_without_handing_them_out(tmp_path):
     assert ctx.without_heldout(["kept   out.", "New one."]) == ("New one.",)
     with pytest.raises(ValueError):
         ctx.split("heldout")
+
+
+def test_distill_corpus_adds_package_sentences_but_never_heldout_ones(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from infertune.data import corpus
+    from infertune.passes.distill import _with_corpus
+
+    monkeypatch.setenv("INFERTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(corpus, "DEFAULT_PACKAGES", ("json", "email"))
+    everything = corpus.package_sentences(("json", "email"))
+    train_split = Split(name="train", texts=(everything[0],))
+    data = Dataset(name="t", kind="text", splits={"train": train_split,
+                                                  "heldout": Split(name="heldout", texts=everything[1:3])})
+    ctx = PassContext(workdir=tmp_path, dataset=data)
+    split, source = _with_corpus(SimpleNamespace(is_text=True, name="t"), train_split, 10_000, ctx)
+    assert split.texts[0] == everything[0] and split.labels is None
+    assert not set(split.texts) & set(everything[1:3])
+    assert len(split.texts) == len(set(split.texts)) == len(everything) - 2
+    assert "corpus sentences" in source
+
+
+def test_distill_corpus_on_an_array_model_says_to_drop_it(mlp_model, mlp_dataset, tmp_path):
+    from infertune.errors import ConfigError
+    from infertune.passes.distill import Distill
+    from infertune.passes.registry import apply
+
+    with pytest.raises(ConfigError, match="corpus=0"):
+        apply(mlp_model, Distill(epochs=1, corpus=100), PassContext(workdir=tmp_path, dataset=mlp_dataset))

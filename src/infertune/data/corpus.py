@@ -38,18 +38,19 @@ def normalise(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def build_corpus(*, exclude: Iterable[str], packages: Sequence[str] = DEFAULT_PACKAGES, limit: int | None = None,
+def build_corpus(*, exclude: Iterable[str], packages: Sequence[str] | None = None, limit: int | None = None,
                  cache: bool = True) -> tuple[str, ...]:
     """Sorted distinct docstring sentences of `packages`, none equal to a text of `exclude` (the held-out split).
 
-    `limit` keeps that many, chosen by the SHA-1 of their text (a stable sample, not the alphabetically first);
+    `packages`: import names (not imported, only read), DEFAULT_PACKAGES when None; `limit` keeps that many, chosen by the SHA-1 of their text (a stable sample, not the alphabetically first);
     `cache` keeps the scanned sentences in infertune's cache, keyed by the packages' versions (a first scan of the
     default packages takes a minute or two).
     Example: `build_corpus(exclude=load_docstrings().split("heldout").texts, limit=20_000)`.
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of sentences or None, got {limit}")
-    found = build_corpus_filter(exclude)(package_sentences(packages, cache=cache))
+    found = build_corpus_filter(exclude)(package_sentences(DEFAULT_PACKAGES if packages is None else packages,
+                                                           cache=cache))
     if limit is not None and len(found) > limit:
         found = sorted(sorted(found, key=lambda s: hashlib.sha1(s.encode()).hexdigest())[:limit])
     return tuple(found)
