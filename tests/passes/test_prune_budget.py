@@ -1,7 +1,6 @@
 """Pruning to the budget stops at the budget: the chosen sparsity's validation drop is within it, and the next
 step's is not (or the largest sparsity allowed was reached)."""
 
-import pytest
 
 from infertune.passes.prune_budget import PruneToBudget, targets
 from infertune.passes.registry import PassContext, apply

@@ -42,8 +42,8 @@ def build_corpus(*, exclude: Iterable[str], packages: Sequence[str] | None = Non
                  cache: bool = True) -> tuple[str, ...]:
     """Sorted distinct docstring sentences of `packages`, none equal to a text of `exclude` (the held-out split).
 
-    `packages`: import names (not imported, only read), DEFAULT_PACKAGES when None; `limit` keeps that many, chosen by the SHA-1 of their text (a stable sample, not the alphabetically first);
-    `cache` keeps the scanned sentences in infertune's cache, keyed by the packages' versions (a first scan of the
+    `packages`: import names (read, never imported), DEFAULT_PACKAGES when None; `limit` keeps that many, chosen
+    by the SHA-1 of their text (a stable sample, not the alphabetically first); `cache` keeps the scanned sentences in infertune's cache, keyed by the packages' versions (a first scan of the
     default packages takes a minute or two).
     Example: `build_corpus(exclude=load_docstrings().split("heldout").texts, limit=20_000)`.
     """

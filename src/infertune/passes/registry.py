@@ -124,8 +124,8 @@ def load_all() -> dict[str, PassEntry]:
 
     import os
 
-    for module in ("export", "fuse", "quantize", "mixed_precision", "prune", "prune_budget", "distill", "lowrank", "cluster",
-                   "sparse"):
+    for module in ("export", "fuse", "quantize", "mixed_precision", "prune", "prune_budget", "distill", "lowrank",
+                   "cluster", "sparse"):
         importlib.import_module(f"infertune.passes.{module}")
     # user passes: INFERTUNE_PLUGINS=pkg.module,other.module registers more (worker processes inherit it)
     for plugin in filter(None, os.environ.get("INFERTUNE_PLUGINS", "").split(",")):
