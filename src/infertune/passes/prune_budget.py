@@ -22,6 +22,8 @@ from infertune.errors import PassError
 from infertune.passes.registry import Checked, param, PassContext, PassOutput, register
 from infertune.passes.structure import bert_layers, channel_chains, prune_bert_layer, prune_chains
 
+TOLERANCE = 1e-9  # two samples of 200 are a drop of 0.01, not of 0.010000000000000009
+
 
 @dataclass(frozen=True)
 class PruneToBudget(Checked):
@@ -87,9 +89,9 @@ def prune_to_budget(model, config: PruneToBudget, ctx: PassContext) -> PassOutpu
         spent += time.monotonic() - started
         step_drop = probe.drop(module)
         rows.append({"sparsity": target, "drop": step_drop, "parameters": _count(module),
-                     "within_budget": step_drop <= config.max_drop})
+                     "within_budget": step_drop <= config.max_drop + TOLERANCE})
         ctx.say(f"sparsity {target:.0%}: validation drop {step_drop:.4f} (budget {config.max_drop})")
-        if step_drop > config.max_drop:
+        if step_drop > config.max_drop + TOLERANCE:
             stopped = "budget"
             break
         accepted, sparsity, drop = candidate, target, step_drop
