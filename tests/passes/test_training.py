@@ -76,3 +76,15 @@ def test_distill_corpus_on_an_array_model_says_to_drop_it(mlp_model, mlp_dataset
 
     with pytest.raises(ConfigError, match="corpus=0"):
         apply(mlp_model, Distill(epochs=1, corpus=100), PassContext(workdir=tmp_path, dataset=mlp_dataset))
+
+
+def test_distill_resumes_from_its_checkpoint_in_the_same_workdir(mlp_model, mlp_dataset, tmp_path):
+    from infertune.passes.distill import Distill
+    from infertune.passes.registry import apply
+
+    first = apply(mlp_model, Distill(epochs=2), PassContext(workdir=tmp_path, dataset=mlp_dataset))
+    assert list(tmp_path.glob("checkpoint-*.pt"))
+    again = apply(mlp_model, Distill(epochs=2), PassContext(workdir=tmp_path, dataset=mlp_dataset))
+    assert again.details["train_seconds"] < 0.5  # both epochs were in the checkpoint: nothing left to train
+    for a, b in zip(first.model.module.parameters(), again.model.module.parameters()):
+        torch.testing.assert_close(a, b)

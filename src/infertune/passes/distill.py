@@ -80,11 +80,18 @@ def distill(model, config: Distill, ctx: PassContext) -> PassOutput:
     split, source = _with_corpus(model, split, config.corpus, ctx)
     ctx.say(f"distilling {config.epochs} epochs on {len(split)} samples")
     stats = train(result, split, epochs=config.epochs, lr=config.lr, teacher=teacher, temperature=config.temperature,
-                  alpha=config.alpha, say=ctx.say, checkpoint=ctx.workdir / "checkpoint.pt")
+                  alpha=config.alpha, say=ctx.say, checkpoint=_checkpoint(ctx, config))
     return PassOutput(result, notes=[f"{shape}; parameters {before} -> {after} ({after / before:.0%}); distilled "
                                      f"{config.epochs} epochs on {source} in {stats.seconds:.0f} s"],
                       details={"parameters_before": before, "parameters_after": after,
                                "train_seconds": stats.seconds, "train_samples": len(split)})
+
+
+def _checkpoint(ctx: PassContext, config: Distill):
+    """Where a run saves its epochs, named by its config, so a resumed search continues only the same training."""
+    import hashlib
+
+    return ctx.workdir / f"checkpoint-{hashlib.sha1(repr(config).encode()).hexdigest()[:12]}.pt"
 
 
 def _with_corpus(model, split, count: int, ctx: PassContext):
