@@ -28,10 +28,12 @@ from infertune.passes.export import ExportOnnx
 from infertune.passes.fuse import FoldBatchNorm, OrtFusion
 from infertune.passes.lowrank import LowRank
 from infertune.passes.prune import MagnitudePrune, StructuredPrune
+from infertune.passes.prune_budget import PruneToBudget
 from infertune.passes.sparse import SparseLinear
 from infertune.passes.mixed_precision import MixedPrecisionInt8
 from infertune.passes.quantize.onnx_backend import Fp16Onnx, Int4WeightOnly, Int8Dynamic, Int8Static
 from infertune.passes.quantize.openvino_backend import Int8Nncf
+from infertune.passes.quantize.qat import Qat
 from infertune.passes.quantize.torch_backend import Int8Torchao
 from infertune.passes.registry import PassContext, apply
 
@@ -60,10 +62,18 @@ ROWS = {
          TORCH_BASE),
         ("torch eager bf16", [], "torch", {"precision": "bf16"}, TORCH_BASE),
         ("distilled 3-layer student, torch eager", [Distill(layers=3, epochs=12, lr=2e-4)], "torch", {}, TORCH_BASE),
+        ("distilled 3-layer student + 50,000 corpus sentences, 2 epochs, torch eager",
+         [Distill(layers=3, epochs=2, lr=2e-4, corpus=50_000)], "torch", {}, TORCH_BASE),
         ("distilled 3-layer student, onnxruntime fused int8 per-channel",
          [Distill(layers=3, epochs=12, lr=2e-4), EXPORT, FUSE, Int8Dynamic()], "onnxruntime", {}, ORT_BASE),
         ("structured prune 25% heads + FFN, distil 3 epochs, torch eager",
          [StructuredPrune(amount=0.25, fine_tune_epochs=3, lr=5e-5)], "torch", {}, TORCH_BASE),
+        ("QAT int8 static QDQ (uint8 act, per-channel int8 weights), 400 steps, onnxruntime",
+         [Qat(steps=400, lr=2e-5)], "onnxruntime", {}, ORT_BASE),
+        ("prune to the budget (validation drop <= 0.005), onnxruntime",
+         [PruneToBudget(max_drop=0.005, fine_tune_epochs=1, lr=5e-5), EXPORT], "onnxruntime", {}, ORT_BASE),
+        ("prune to the budget (validation drop <= 0.015), onnxruntime",
+         [PruneToBudget(max_drop=0.015, fine_tune_epochs=1, lr=5e-5), EXPORT], "onnxruntime", {}, ORT_BASE),
         ("low-rank SVD 90% energy (kept where faster), torch eager", [LowRank(energy=0.9)], "torch", {}, TORCH_BASE),
         ("weight sharing 6-bit codebooks, torch eager", [WeightSharing(bits=6)], "torch", {}, TORCH_BASE),
         ("magnitude prune 80% + sparse CSR Linear where faster, torch eager",
@@ -89,6 +99,14 @@ ROWS = {
          TORCH_BASE),
         ("distilled student at 25% width, 30 epochs, onnxruntime", [Distill(width=0.25, epochs=30), EXPORT],
          "onnxruntime", {}, ORT_BASE),
+        ("QAT int8 static QDQ (uint8 act, per-channel int8 weights), 400 steps, onnxruntime",
+         [Qat(steps=400, lr=1e-4)], "onnxruntime", {}, ORT_BASE),
+        ("prune to the budget (validation drop <= 0.005), onnxruntime",
+         [PruneToBudget(max_drop=0.005, step=0.125, fine_tune_epochs=2, lr=1e-3), EXPORT], "onnxruntime", {},
+         ORT_BASE),
+        ("prune to the budget (validation drop <= 0.015), onnxruntime",
+         [PruneToBudget(max_drop=0.015, step=0.125, fine_tune_epochs=2, lr=1e-3), EXPORT], "onnxruntime", {},
+         ORT_BASE),
         ("low-rank SVD 90% energy (kept where faster), torch eager", [LowRank(energy=0.9)], "torch", {}, TORCH_BASE),
         ("weight sharing 4-bit codebooks + centroid fine-tune, torch eager",
          [WeightSharing(bits=4, fine_tune_epochs=2)], "torch", {}, TORCH_BASE),
@@ -103,8 +121,10 @@ SENSITIVITY: list[dict] = []  # int8-mixed's per-layer tables, printed under the
 
 
 def build(model, passes, dataset, workdir: Path, cache: dict):
-    """Apply passes; a prefix already built for an earlier row (same configs, deterministic) is reused."""
+    """Apply passes; a prefix already built for an earlier row (same configs, deterministic) is reused. Returns
+    the artifact, the passes' notes and the seconds they spent training (None when none trained)."""
     notes: list[str] = []
+    trained: list[float] = []
     for index, config in enumerate(passes):
         key = tuple(passes[:index + 1])
         if key not in cache:
@@ -114,9 +134,11 @@ def build(model, passes, dataset, workdir: Path, cache: dict):
             cache[key] = (out.model, out.notes, out.details)
         model, more, details = cache[key]
         notes = notes + more
+        if "train_seconds" in details:
+            trained.append(details["train_seconds"])
         if details.get("sensitivity"):
             SENSITIVITY.append(details)
-    return model, notes
+    return model, notes, (sum(trained) if trained else None)
 
 
 def measure(name, artifact, backend, options, sizes, timing, outputs_path, split, data_name):
@@ -152,41 +174,42 @@ def run_model(name: str, timing: Timing, workdir: Path) -> str:
     for i, (label, passes, backend, options, versus) in enumerate(ROWS[name]):
         print(f"   [{name}] {label}", file=sys.stderr, flush=True)
         try:
-            artifact, notes = build(model, passes, dataset, workdir / name, built)
+            artifact, notes, trained = build(model, passes, dataset, workdir / name, built)
         except Exception as e:  # a pass that fails is a row that says so, never the end of the run
-            rows.append((label, backend, None, f"pass failed: {type(e).__name__}: {e}", versus))
+            rows.append((label, backend, None, f"pass failed: {type(e).__name__}: {e}", versus, None))
             continue
         outputs = workdir / name / f"outputs-{i}.npz"
         try:
             result = measure(name, artifact, backend, options, sizes, timing, outputs, split, data_name)
         except Exception as e:
-            rows.append((label, backend, None, f"measurement failed: {type(e).__name__}: {e}", versus))
+            rows.append((label, backend, None, f"measurement failed: {type(e).__name__}: {e}", versus, trained))
             continue
         if result.ok and outputs.is_file():
             with np.load(outputs) as saved:
                 result.fidelity = fidelity(reference, dict(saved), split.labels)
         if result.ok:
             p50s[label] = result.at(sizes[0]).p50_ms
-        rows.append((label, backend, result, "; ".join(notes), versus))
+        rows.append((label, backend, result, "; ".join(notes), versus, trained))
     small, large = sizes
     lines = [f"### {name}", "", f"| configuration | backend | ran as | quality vs fp32 | size MB | b{small} p50 ms | "
              f"b{small} p99 ms | b{large} items/s | b{small} speed-up vs torch eager fp32 | "
-             f"b{small} speed-up vs same-backend fp32 |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             f"b{small} speed-up vs same-backend fp32 | training s |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     base_p50 = p50s.get(TORCH_BASE)
-    for label, backend, result, notes, versus in rows:
+    for label, backend, result, notes, versus, trained in rows:
         if result is not None and result.ok and not result.fidelity:
             result.error = "no outputs to compare with the reference"
         if result is None or not result.ok:
             reason = notes if result is None else result.error
-            lines.append(f"| {label} | {backend} | failed: {reason} | | | | | | | |")
+            lines.append(f"| {label} | {backend} | failed: {reason} | | | | | | | | |")
             continue
         a, b = result.at(small), result.at(large)
         lines.append(f"| {label} | {backend} | {result.precision} | {quality(name, result.fidelity, baseline_top1)} | "
                      f"{result.artifact_bytes / 1e6:.2f} | {a.p50_ms:.3f} | {a.p99_ms:.3f} | {b.items_per_s:.0f} | "
-                     f"{_ratio(base_p50, a.p50_ms)} | {_ratio(p50s.get(versus), a.p50_ms)} |")
+                     f"{_ratio(base_p50, a.p50_ms)} | {_ratio(p50s.get(versus), a.p50_ms)} | "
+                     f"{'-' if trained is None else f'{trained:.0f}'} |")
         print(f"      -> {lines[-1]}", flush=True)
-    notes = [f"- {label}: {n}" for label, _, r, n, _ in rows if n]
+    notes = [f"- {label}: {n}" for label, _, r, n, _, _ in rows if n]
     tables = []
     for details in SENSITIVITY[:1]:
         tables += ["", "int8-mixed layer sensitivity on the validation split (drop when only that layer is int8; "

@@ -32,3 +32,11 @@ def mlp_dataset():
     from infertune.testing.models import mlp_data
 
     return arrays_dataset(mlp_data(96), "mlp")
+
+
+@pytest.fixture(scope="session")
+def cnn_model():
+    from infertune.resolver import load_model
+
+    return load_model("infertune.testing.models:tiny_cnn",
+                      data={"input": np.zeros((2, 1, 8, 8), np.float32)})

@@ -11,11 +11,13 @@ from infertune.passes.fuse import FoldBatchNorm, OrtFusion
 from infertune.passes.mixed_precision import MixedPrecisionInt8
 from infertune.passes.quantize.onnx_backend import Fp16Onnx, Int4WeightOnly, Int8Dynamic, Int8Static
 from infertune.passes.quantize.openvino_backend import Int8Nncf
+from infertune.passes.quantize.qat import Qat
 from infertune.passes.quantize.torch_backend import Int8Torchao
 from infertune.passes.cluster import WeightSharing
 from infertune.passes.distill import Distill
 from infertune.passes.lowrank import LowRank
 from infertune.passes.prune import MagnitudePrune, StructuredPrune
+from infertune.passes.prune_budget import PruneToBudget
 from infertune.passes.registry import PassContext, apply, load_all
 from infertune.passes.sparse import SparseLinear
 
@@ -30,24 +32,18 @@ PASS_TESTS = {
     "fp16": ("mlp_onnx_model", None, Fp16Onnx(), "onnxruntime", 0.999),
     "int8-nncf": ("mlp_onnx_model", "mlp_dataset", Int8Nncf(subset_size=32), "openvino", 0.98),
     "int8-torchao": ("mlp_model", None, Int8Torchao(), "torch", 0.98),
+    "qat": ("mlp_model", "mlp_dataset", Qat(steps=4, lr=1e-5), "onnxruntime", 0.98),
     "int8-mixed": ("bert_onnx", "bert_dataset", MixedPrecisionInt8(max_drop=0.0, validation_samples=16),
                    "onnxruntime", 0.99),
     "prune-magnitude": ("mlp_model", None, MagnitudePrune(sparsity=0.2), "torch", 0.9),
     # trained passes move the outputs on purpose: their quality is tested on real digits below
     "prune-structured": ("mlp_model", "mlp_dataset", StructuredPrune(amount=0.25, fine_tune_epochs=1), "torch", None),
     "distill": ("mlp_model", "mlp_dataset", Distill(epochs=1), "torch", None),
+    "prune-to-budget": ("mlp_model", "mlp_dataset", PruneToBudget(step=0.25, fine_tune_epochs=1), "torch", None),
     "lowrank": ("mlp_model", None, LowRank(), "torch", 0.9999),
     "weight-sharing": ("bert_model", None, WeightSharing(bits=8), "torch", 0.99),
     "sparse-linear": ("mlp_model", None, SparseLinear(), "torch", 0.9999),
 }
-
-
-@pytest.fixture(scope="session")
-def cnn_model():
-    from infertune.resolver import load_model
-
-    return load_model("infertune.testing.models:tiny_cnn",
-                      data={"input": np.zeros((2, 1, 8, 8), np.float32)})
 
 
 @pytest.fixture(scope="session")

@@ -8,3 +8,27 @@ def test_an_onnx_model_is_never_its_own_candidate(mlp_onnx):
     base = baseline_recipe(model).to_dict()
     assert recipes and all(r.to_dict() != base for r in recipes)
     assert {r.backend for r in recipes} >= {"onnxruntime", "openvino"}
+
+
+def test_trained_candidates_come_last_and_only_with_training_data(mlp_model):
+    from infertune.passes.prune_budget import PruneToBudget
+    from infertune.passes.quantize.qat import Qat
+
+    def kinds(recipe):
+        return {type(config) for config in recipe.passes}
+
+    recipes = candidate_recipes(mlp_model, has_calibration=True, has_training=True, max_drop=0.03, time_budget=400)
+    trained = [i for i, r in enumerate(recipes) if kinds(r) & {Qat, PruneToBudget}]
+    assert len(trained) == 2 and trained == list(range(len(recipes) - 2, len(recipes)))
+    prune = next(c for c in recipes[trained[0]].passes if isinstance(c, PruneToBudget))
+    qat = next(c for c in recipes[trained[1]].passes if isinstance(c, Qat))
+    assert prune.max_drop == 0.015 and prune.seconds == qat.seconds == 100.0
+    untrained = candidate_recipes(mlp_model, has_calibration=True, has_training=False)
+    assert not any(kinds(r) & {Qat, PruneToBudget} for r in untrained)
+
+
+def test_training_time_is_a_share_of_the_time_budget():
+    from infertune.search.space import TRAINING_SECONDS, training_seconds
+
+    assert training_seconds(None) == TRAINING_SECONDS
+    assert training_seconds(40) == 10 and training_seconds(10_000) == TRAINING_SECONDS

@@ -25,6 +25,8 @@ class Distill(Checked):
     alpha: float = param(0.7, "weight of the soft targets against the hard labels (class scores)", low=0.0,
                          high=1.0)
     reinit: bool = param(False, "CNN/MLP student: start from random weights instead of the teacher's")
+    corpus: int = param(0, "text models: this many more unlabeled sentences, from the docstrings of installed "
+                           "packages (none of them held out), distilled on the teacher's outputs", low=0)
 
 
 def _transformer_student(module, layers: int):
@@ -75,9 +77,36 @@ def distill(model, config: Distill, ctx: PassContext) -> PassOutput:
     result = dataclasses.replace(model, module=student)
     from infertune.passes.training import train
 
+    split, source = _with_corpus(model, split, config.corpus, ctx)
     ctx.say(f"distilling {config.epochs} epochs on {len(split)} samples")
-    train(result, split, epochs=config.epochs, lr=config.lr, teacher=teacher, temperature=config.temperature,
-          alpha=config.alpha, say=ctx.say)
+    stats = train(result, split, epochs=config.epochs, lr=config.lr, teacher=teacher, temperature=config.temperature,
+                  alpha=config.alpha, say=ctx.say, checkpoint=_checkpoint(ctx, config))
     return PassOutput(result, notes=[f"{shape}; parameters {before} -> {after} ({after / before:.0%}); distilled "
-                                     f"{config.epochs} epochs on the train split"],
-                      details={"parameters_before": before, "parameters_after": after})
+                                     f"{config.epochs} epochs on {source} in {stats.seconds:.0f} s"],
+                      details={"parameters_before": before, "parameters_after": after,
+                               "train_seconds": stats.seconds, "train_samples": len(split)})
+
+
+def _checkpoint(ctx: PassContext, config: Distill):
+    """Where a run saves its epochs, named by its config, so a resumed search continues only the same training."""
+    import hashlib
+
+    return ctx.workdir / f"checkpoint-{hashlib.sha1(repr(config).encode()).hexdigest()[:12]}.pt"
+
+
+def _with_corpus(model, split, count: int, ctx: PassContext):
+    """The train split, with `count` corpus sentences added for a text model (as unlabeled samples: the
+    teacher's outputs are their targets, so a labeled split keeps its labels only when no corpus is added)."""
+    if count == 0:
+        return split, f"the train split ({len(split)} samples)"
+    if not model.is_text or split.texts is None:
+        raise ConfigError(f"distill corpus={count} adds sentences, which only a text model takes: '{model.name}' "
+                          "takes arrays; set corpus=0")
+    from infertune.data.corpus import build_corpus
+    from infertune.data.dataset import Split
+
+    ctx.say("building the text corpus from installed packages' docstrings")
+    # the heldout filter is the pass context's, so the corpus never holds a sentence the verdict is measured on
+    extra = ctx.without_heldout(build_corpus(exclude=split.texts, limit=count))
+    return (Split(name="train+corpus", texts=split.texts + extra),
+            f"the train split ({len(split)} sentences) and {len(extra)} corpus sentences")

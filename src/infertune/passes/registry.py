@@ -51,6 +51,16 @@ class PassContext:
             raise UnsupportedModelError(message)
         return found
 
+    def without_heldout(self, texts) -> tuple[str, ...]:
+        """`texts` less any equal to a held-out text (case and spacing ignored): a pass that brings text of its
+        own filters it here, without ever reading the held-out split."""
+        heldout = self.dataset.splits.get("heldout") if self.dataset is not None else None
+        if heldout is None or heldout.texts is None:
+            return tuple(texts)
+        from infertune.data.corpus import build_corpus_filter
+
+        return build_corpus_filter(heldout.texts)(texts)
+
     def say(self, message: str) -> None:
         if self.progress:
             self.progress(message)
@@ -114,7 +124,8 @@ def load_all() -> dict[str, PassEntry]:
 
     import os
 
-    for module in ("export", "fuse", "quantize", "mixed_precision", "prune", "distill", "lowrank", "cluster", "sparse"):
+    for module in ("export", "fuse", "quantize", "mixed_precision", "prune", "prune_budget", "distill", "lowrank",
+                   "cluster", "sparse"):
         importlib.import_module(f"infertune.passes.{module}")
     # user passes: INFERTUNE_PLUGINS=pkg.module,other.module registers more (worker processes inherit it)
     for plugin in filter(None, os.environ.get("INFERTUNE_PLUGINS", "").split(",")):

@@ -88,6 +88,10 @@ def _compute(compute: dict[str, Any] | None) -> str:
             f'peak {compute["peak_gflops"]:.0f})')
 
 
+def _train(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.0f}"
+
+
 def _top10(metric: dict[str, Any]) -> str:
     return f" (top-10 {metric['top10_agreement']:.3f})" if "top10_agreement" in metric else ""
 
@@ -106,7 +110,8 @@ def render(data: dict[str, Any]) -> str:
             "<p>Marker area: size on disk. Blue: baseline; green: chosen; orange: Pareto front; grey: others.</p>",
             "<h2>Candidates</h2><table><thead><tr><th>id</th><th>recipe</th><th>status</th><th>metric</th>"
             "<th>drop</th><th>p50 ms</th><th>p99 ms</th><th>items/s</th><th>speed-up (p10-p90)</th><th>size MB</th>"
-            "<th>peak RSS MB</th><th>GFLOP/s (of the peak of its dtype)</th><th>precision</th><th>Pareto</th><th>reason / notes</th>"
+            "<th>peak RSS MB</th><th>GFLOP/s (of the peak of its dtype)</th><th>precision</th><th>training s</th><th>Pareto</th>"
+            "<th>reason / notes</th>"
             "</tr></thead><tbody>"]
     for r in rows:
         status = r.get("status", "?")
@@ -124,6 +129,7 @@ def render(data: dict[str, Any]) -> str:
                f'{speed.get("high", 0):.2f})</td>') + f'<td>{(r.get("size_bytes") or 0) / 1e6:.2f}</td>'
             f'<td>{(r.get("peak_rss_bytes") or 0) / 1e6:.0f}</td><td>{_compute(r.get("compute"))}</td>'
             f'<td>{html.escape(str(r.get("precision", "")))}</td>'
+            f'<td>{_train(r.get("train_seconds"))}</td>'
             f'<td>{"yes" if r.get("pareto") else ""}</td><td>{html.escape(r.get("reason") or "; ".join(r.get("notes", [])))}'
             f'</td></tr>')
     body.append("</tbody></table>")

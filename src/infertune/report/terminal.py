@@ -121,7 +121,7 @@ def optimize_table(result) -> None:
     data = result.data
     table = Table(title=f"infertune optimize {data['model']} (objective {data['objective']}, "
                         f"max drop {data['budget']['max_drop']} of {data['budget']['metric']})")
-    for column in ("id", "recipe", "status", "metric", "drop", "p50 ms", "speed-up", "size MB", "reason"):
+    for column in ("id", "recipe", "status", "metric", "drop", "p50 ms", "speed-up", "size MB", "train s", "reason"):
         table.add_column(column)
     for r in [data["baseline"], *data["candidates"]]:
         metric = r.get("metric") or {}
@@ -136,7 +136,8 @@ def optimize_table(result) -> None:
                       f"{metric.get('drop', float('nan')):.4f}",
                       f"{(r.get('latency_ms') or {}).get('p50', float('nan')):.3f}",
                       f"{speed.get('value', 1.0):.2f}x" if speed else "-",
-                      f"{(r.get('size_bytes') or 0) / 1e6:.2f}", r.get("reason") or "")
+                      f"{(r.get('size_bytes') or 0) / 1e6:.2f}",
+                      f"{r['train_seconds']:.0f}" if r.get("train_seconds") is not None else "-", r.get("reason") or "")
     out.print(table)
     out.print(f"chosen: {data['best'] or 'none (' + str(data['best_reason']) + ')'}; "
               f"report: {result.directory / 'report.html'}; artifact: {result.directory / 'model'}")

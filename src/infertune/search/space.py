@@ -1,5 +1,7 @@
 """Which candidates to try, cheapest and likeliest first, so a short time budget still returns a good answer:
-graph-optimised fp32 runtimes, then int8 and bf16, then pruning and distillation that need training."""
+graph-optimised fp32 runtimes, then int8 and bf16, then pruning and distillation that need training, and last
+the passes that train to fit the budget (pruning to the budget, quantization-aware training), each bounded in
+training time by the search's time budget."""
 
 from __future__ import annotations
 
@@ -11,11 +13,25 @@ def baseline_recipe(model) -> Recipe:
     return Recipe(backend="torch") if model.format == "torch" else Recipe(backend="onnxruntime")
 
 
-def candidate_recipes(model, *, has_calibration: bool, has_training: bool) -> list[Recipe]:
+TRAINING_SECONDS = 300.0  # a trained candidate's training, at most, when the search has no time budget
+TRAINING_SHARE = 0.25     # ... and at most this share of the search's time budget when it has one
+
+
+def training_seconds(time_budget: float | None) -> float:
+    """How long one trained candidate may train."""
+    return TRAINING_SECONDS if time_budget is None else max(1.0, min(TRAINING_SECONDS, time_budget * TRAINING_SHARE))
+
+
+def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_drop: float = 0.01,
+                      time_budget: float | None = None) -> list[Recipe]:
+    """The candidates in the order they are tried. `max_drop` is the user's budget (pruning to the budget keeps
+    half of it on the validation split, so the held-out verdict has room); `time_budget` bounds training."""
     from infertune.passes.distill import Distill
     from infertune.passes.export import ExportOnnx
     from infertune.passes.fuse import FoldBatchNorm, OrtFusion
     from infertune.passes.prune import StructuredPrune
+    from infertune.passes.prune_budget import PruneToBudget
+    from infertune.passes.quantize.qat import Qat
     from infertune.passes.quantize.onnx_backend import Int8Dynamic, Int8Static
     from infertune.passes.quantize.openvino_backend import Int8Nncf
     from infertune.passes.quantize.torch_backend import Int8Torchao
@@ -49,6 +65,14 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool) -> li
                               backend="onnxruntime"))
         if not transformer:
             recipes.append(Recipe(passes=(Distill(width=0.25, epochs=30),) + onnx, backend="onnxruntime"))
+    # 4. passes that train their way into the budget: the dearest to build, so last
+    if torch_model and has_training:
+        seconds = training_seconds(time_budget)
+        recipes.append(Recipe(passes=(PruneToBudget(max_drop=max_drop / 2, seconds=seconds),) + onnx,
+                              backend="onnxruntime"))
+        if has_calibration:
+            recipes.append(Recipe(passes=(Qat(seconds=seconds, lr=2e-5 if transformer else 1e-4),),
+                                  backend="onnxruntime"))
     base = baseline_recipe(model)  # an .onnx file's plain ONNX Runtime is the baseline itself, not a candidate
     return [r for r in recipes if r.to_dict() != base.to_dict()]
 

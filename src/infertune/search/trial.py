@@ -101,6 +101,7 @@ def run_trial(job: TrialJob, model, dataset, say=print) -> dict[str, Any]:
         "size_bytes": session.artifact_bytes, "peak_rss_bytes": peak,
         "notes": [note for o in outputs for note in o.notes],
         "details": {k: v for o in outputs for k, v in o.details.items() if k in ("sensitivity", "kept_float")},
+        "train_seconds": _train_seconds(outputs),
         "artifact": _artifact_path(artifact),
     }
     result["compute"] = _compute(model, outputs, workload.batches[job.batch_size][0], stats[job.batch_size].p50_ms,
@@ -172,6 +173,12 @@ def _compute(model, outputs, batch, p50_ms: float, precision: str | None = None)
     dtype = dtype_of(precision)
     peak = peaks()[dtype]
     return {"flops": flops, "gflops": achieved, "dtype": dtype, "peak_gflops": peak, "fraction_of_peak": achieved / peak}
+
+
+def _train_seconds(outputs) -> float | None:
+    """Seconds the recipe's passes spent training (fine-tuning, distillation, QAT); None when none trained."""
+    found = [o.details["train_seconds"] for o in outputs if "train_seconds" in o.details]
+    return float(sum(found)) if found else None
 
 
 def _latency(stats) -> dict[str, float]:

@@ -1,0 +1,279 @@
+"""Quantization-aware training: fake-quantize the int8 scheme ONNX Runtime runs, fine-tune on the train split so
+the weights learn to live with it, then export the int8 ONNX graph.
+
+The fake-quant modules are torch.ao.quantization's (`FakeQuantize` with its min/max observers), not ours, and
+they are chosen over torchao's QAT API because torchao fakes only per-token dynamic activations (no per-tensor
+static ranges, the scheme ONNX Runtime's int8 kernels take) and exports no QuantizeLinear/DequantizeLinear: a
+torch.ao fake-quant exports as exactly the QDQ pair that ONNX Runtime fuses into its int8 kernels.
+
+Scheme: per-channel symmetric int8 weights on every Linear and Conv2d; activations at their inputs either
+static (uint8 or int8, one range per tensor, calibrated on the calibration split, trained with the weights, then
+frozen) or dynamic (a range per batch, as ONNX Runtime's DynamicQuantizeLinear computes it). Static exports the
+fake-quant graph itself (QDQ); dynamic exports the trained float weights and quantizes them with ONNX Runtime's
+dynamic quantizer, whose per-channel weight scales are the same absmax / 127.5.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+from dataclasses import dataclass
+
+from infertune.errors import PassError
+from infertune.passes.onnx_utils import as_onnx, sample_batches
+from infertune.passes.registry import INT8_ISA, Checked, param, PassContext, PassOutput, register
+
+CALIBRATION_SAMPLES = 128
+FREEZE_AT = 0.5  # fraction of the training steps after which activation ranges and batch norm stop moving
+
+
+@dataclass(frozen=True)
+class Qat(Checked):
+    activations: str = param("static", "static: a calibrated range per tensor (QDQ graph); dynamic: a range per "
+                                       "batch", choices=("static", "dynamic"))
+    activation_type: str = param("quint8", "static activations: quint8 (ONNX Runtime's fast AMX/VNNI path) or qint8",
+                                 choices=("quint8", "qint8"))
+    epochs: int = param(3, "passes over the train split, at most", low=1)
+    steps: int = param(400, "training steps, at most", low=1)
+    seconds: float = param(300.0, "training seconds, at most (the trial's time budget bounds this)", low=0.0,
+                           open_low=True)
+    lr: float = param(2e-5, "learning rate (AdamW); small, the weights start trained", low=0.0, open_low=True)
+    batch: int = param(16, "samples per training step", low=1)
+    alpha: float = param(0.5, "class scores with labels: weight of the fp32 model's soft targets against the labels",
+                         low=0.0, high=1.0)
+    exclude: tuple[str, ...] = param((), "module names kept in float (first or last layers, say)")
+    min_cosine: float = param(0.999, "smallest row cosine of the exported graph against the fake-quant model",
+                              low=0.0, high=1.0)
+
+
+@register("qat", Qat, formats=("torch",), stage="precision", needs=("training", "calibration"),
+          backends=("onnxruntime", "openvino"), accelerated_by=INT8_ISA,
+          summary="quantization-aware training: fake-quant int8 fine-tuned on the train split, exported as int8 ONNX")
+def qat(model, config: Qat, ctx: PassContext) -> PassOutput:
+    import torch
+
+    from infertune.passes.training import train
+
+    split = ctx.require("train", "qat needs training data: pass --data (the train split is used), or use int8-static")
+    calibration = ctx.require("calibration", "qat calibrates its activation ranges on the calibration split: pass "
+                                             "--data, or use int8-dynamic")
+    teacher = model.module
+    student = copy.deepcopy(teacher).eval()
+    folded = _fold_batchnorm(student)
+    if folded is not None:
+        student = folded
+    wrapped = fake_quantize(student, activations=config.activations, activation_type=config.activation_type,
+                            exclude=config.exclude)
+    if not wrapped:
+        raise PassError(f"qat found no Linear or Conv2d layer to quantize in '{model.name}'")
+    quantized = dataclasses.replace(model, module=student)
+    ctx.say(f"calibrating activation ranges of {len(wrapped)} layers")
+    calibrate(quantized, calibration)
+    ctx.say(f"training with fake int8 (at most {config.steps} steps, {config.seconds:.0f} s)")
+    before = fidelity(quantized, teacher, calibration)
+    untrained = copy.deepcopy(student.state_dict())
+    freeze = _freeze_after(student, max(1, int(config.steps * FREEZE_AT)))
+    try:
+        stats = train(quantized, split, epochs=config.epochs, lr=config.lr, batch=config.batch, teacher=teacher,
+                      alpha=config.alpha, say=ctx.say, max_steps=config.steps, max_seconds=config.seconds,
+                      dropout=False)
+    finally:
+        freeze.remove()
+    freeze_ranges(student)
+    student.eval()
+    after = fidelity(quantized, teacher, calibration)
+    kept = after >= before
+    if not kept:  # training that moved the model away from fp32 on data it did not train on is undone
+        student.load_state_dict(untrained)
+        freeze_ranges(student)
+    with torch.no_grad():
+        path, check = export_int8(quantized, ctx, config)
+    worst = min(figures["min_cosine"] for figures in check.values())
+    notes = [f"QAT int8: per-channel int8 weights, {_activation_text(config)} activations on {len(wrapped)} layers; "
+             f"trained {stats.steps} steps ({stats.epochs:.2f} epochs, stopped by {stats.stopped_by}) in "
+             f"{stats.seconds:.0f} s; calibration-split fidelity to fp32 {before:.6f} before training, {after:.6f} "
+             f"after" + ("" if kept else " (worse, so the untrained fake-quant weights were kept)")
+             + f"; exported graph vs fake-quant model: min cosine {worst:.5f}"]
+    if folded is not None:
+        notes.append("batch norm folded into the convolutions before training")
+    return PassOutput(as_onnx(model, path), notes=notes,
+                      details={"train_seconds": stats.seconds, "train_steps": stats.steps, "export_check": check,
+                               "fidelity_before": before, "fidelity_after": after, "trained_weights_kept": kept})
+
+
+def fidelity(model, teacher, split, samples: int = CALIBRATION_SAMPLES) -> float:
+    """How good the model is on a split it does not train on: top-1 accuracy where a classifier has labels, else
+    the mean row cosine of its outputs with `teacher`'s (top-1 agreement hides small moves on a small split)."""
+    import numpy as np
+    import torch
+
+    from infertune.data.metrics import row_cosines
+
+    model.module.eval()
+    labels = split.labels if model.task == "classification" else None
+    found, start = [], 0
+    with torch.no_grad():
+        for batch in sample_batches(model, split, count=samples, batch=16):
+            tensors = [torch.from_numpy(batch[n]) for n in model.signature.input_names]
+            out = model.module(*tensors).reshape(len(tensors[0]), -1).numpy()
+            if labels is not None:
+                found.append(out.argmax(axis=1) == labels[start:start + len(out)])
+            else:
+                found.append(row_cosines(teacher(*tensors).reshape(len(tensors[0]), -1).numpy(), out))
+            start += len(out)
+    return float(np.mean(np.concatenate(found)))
+
+
+def _activation_text(config: Qat) -> str:
+    return f"static {config.activation_type}" if config.activations == "static" else "dynamic uint8"
+
+
+def _fold_batchnorm(module):
+    """Conv + BatchNorm as one conv, so the int8 conv weights are the ones that run (None without batch norm)."""
+    import torch
+
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        return None
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(module.eval(), inplace=True)
+    except Exception as e:  # a model torch.fx cannot trace keeps its batch norm, in float
+        raise PassError(f"qat could not fold batch norm (torch.fx: {type(e).__name__}: {e}); fold it first") from e
+
+
+def _fake_quantizers(activations: str, activation_type: str):
+    """torch.ao.quantization fake-quant modules: (activation, weight)."""
+    import torch
+    from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
+
+    weight = FakeQuantize(observer=MovingAveragePerChannelMinMaxObserver, quant_min=-128, quant_max=127,
+                          dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0, averaging_constant=1.0)
+    if activations == "dynamic":  # the range of each batch, as DynamicQuantizeLinear computes it (uint8)
+        activation = FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
+                                  dtype=torch.quint8, qscheme=torch.per_tensor_affine, averaging_constant=1.0)
+    else:
+        low, high = (0, 255) if activation_type == "quint8" else (-128, 127)
+        activation = FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=low, quant_max=high,
+                                  dtype=getattr(torch, activation_type), qscheme=torch.per_tensor_affine)
+    activation.infertune_static = activations == "static"
+    return activation, weight
+
+
+@functools.lru_cache(maxsize=1)
+def _classes() -> dict[type, type]:
+    """Linear and Conv2d -> subclasses whose forward fake-quantizes the input and the weight (same parameters,
+    so state dicts, pruning and parameter counts still see a Linear or Conv2d). Built on first use: torch is
+    imported lazily."""
+    import torch
+    import torch.nn.functional as F
+
+    class FakeQuantizedLinear(torch.nn.Linear):
+        def forward(self, input):
+            return F.linear(self.input_quant(input), self.weight_quant(self.weight), self.bias)
+
+    class FakeQuantizedConv2d(torch.nn.Conv2d):
+        def forward(self, input):
+            return self._conv_forward(self.input_quant(input), self.weight_quant(self.weight), self.bias)
+
+    return {torch.nn.Linear: FakeQuantizedLinear, torch.nn.Conv2d: FakeQuantizedConv2d}
+
+
+def fake_quantize(module, *, activations: str = "static", activation_type: str = "quint8",
+                  exclude: tuple[str, ...] = ()) -> list[str]:
+    """Turn every Linear and Conv2d of `module` (in place) into its fake-quantized form; returns their names."""
+    done = []
+    for name, layer in module.named_modules():
+        if type(layer) not in _classes() or name in exclude:
+            continue
+        layer.__class__ = _classes()[type(layer)]
+        layer.input_quant, layer.weight_quant = _fake_quantizers(activations, activation_type)
+        done.append(name)
+    return done
+
+
+def _observers(module):
+    from torch.ao.quantization import FakeQuantize
+
+    return [m for m in module.modules() if isinstance(m, FakeQuantize)]
+
+
+def calibrate(model, split, samples: int = CALIBRATION_SAMPLES) -> None:
+    """Static ranges start at the mean per-batch min/max of calibration data (what minmax calibration gives)."""
+    import torch
+
+    activation = [m for m in _observers(model.module) if getattr(m, "infertune_static", False)]
+    if not activation:
+        return
+    model.module.eval()
+    batches = sample_batches(model, split, count=samples, batch=8)
+    with torch.no_grad():
+        for index, batch in enumerate(batches):
+            for fq in activation:
+                fq.activation_post_process.averaging_constant = 1.0 / (index + 1)
+            model.module(*[torch.from_numpy(batch[n]) for n in model.signature.input_names])
+    for fq in activation:
+        fq.activation_post_process.averaging_constant = 0.01
+
+
+def freeze_ranges(module) -> None:
+    """Static activation ranges and weights' scales stop moving (dynamic activations keep measuring per batch);
+    weight scales are measured once more first, on the weights as the last training step left them."""
+    import torch
+
+    with torch.no_grad():
+        for layer in module.modules():
+            if hasattr(layer, "weight_quant"):
+                layer.weight_quant.enable_observer()
+                layer.weight_quant(layer.weight)
+    for fq in _observers(module):
+        if getattr(fq, "infertune_static", True):
+            fq.disable_observer()
+
+
+def _freeze_after(module, steps: int):
+    """A forward hook that freezes the static activation ranges after `steps` training calls."""
+    calls = [0]
+
+    def hook(mod, args, output):
+        if mod.training:
+            calls[0] += 1
+            if calls[0] == steps:
+                for fq in _observers(mod):
+                    if getattr(fq, "infertune_static", False):
+                        fq.disable_observer()
+
+    return module.register_forward_hook(hook)
+
+
+def export_int8(model, ctx: PassContext, config: Qat):
+    """The int8 ONNX graph, checked against the fake-quant model: (path, per-output check report)."""
+    from infertune.passes import export
+
+    calibration = ctx.split("calibration")
+    inputs = sample_batches(model, calibration, count=16, batch=8)
+    target = ctx.workdir / "qat-int8.onnx"
+    if config.activations == "static":
+        # the QDQ pairs carry the very (frozen) scales the model was trained with; the export checks its numbers
+        exported = export.export_onnx(model, target, inputs=inputs, atol=float("inf"), min_cosine=config.min_cosine)
+        return target, exported.meta["export_check"]
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    plain = dataclasses.replace(model, module=_without_fake_quant(model.module))
+    fp32 = ctx.workdir / "qat-fp32.onnx"
+    export.export_onnx(plain, fp32, inputs=inputs)
+    quantize_dynamic(str(fp32), str(target), op_types_to_quantize=["MatMul", "Gemm", "Conv"], per_channel=True,
+                     weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": 1})
+    return target, export.check(model, target, atol=float("inf"), min_cosine=config.min_cosine, inputs=inputs)
+
+
+def _without_fake_quant(module):
+    """A copy whose fake-quantized layers are plain Linear / Conv2d again (the trained float weights)."""
+    plain = copy.deepcopy(module)
+    for layer in plain.modules():
+        base = next((b for b, q in _classes().items() if type(layer) is q), None)
+        if base is not None:
+            del layer.input_quant, layer.weight_quant
+            layer.__class__ = base
+    return plain

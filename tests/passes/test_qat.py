@@ -1,0 +1,71 @@
+"""Quantization-aware training: the exported int8 graph runs on ONNX Runtime, holds QDQ int8 operators and
+matches the fake-quant torch model it came from; training stops at its step budget and says how long it took."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from infertune.backends import load_session
+from infertune.passes.quantize.qat import Qat, calibrate, fake_quantize, freeze_ranges
+from infertune.passes.registry import PassContext, apply
+
+
+def _fake_quant_outputs(model, dataset, config, inputs):
+    """The fake-quant torch model the pass trains, untrained (steps=0 is not allowed, so rebuilt here)."""
+    import copy
+    import dataclasses
+
+    module = copy.deepcopy(model.module)
+    fake_quantize(module, activations=config.activations, activation_type=config.activation_type)
+    quantized = dataclasses.replace(model, module=module)
+    calibrate(quantized, dataset.split("calibration"))
+    freeze_ranges(module)
+    with torch.no_grad():
+        return module(*[torch.from_numpy(inputs[n]) for n in model.signature.input_names]).numpy()
+
+
+@pytest.mark.parametrize("activations", ["static", "dynamic"])
+def test_qat_export_runs_on_onnx_runtime_and_matches_the_fake_quant_model(mlp_model, mlp_dataset, tmp_path,
+                                                                           activations):
+    config = Qat(activations=activations, steps=1, lr=1e-12)  # one step that moves nothing: same weights as above
+    out = apply(mlp_model, config, PassContext(workdir=tmp_path, dataset=mlp_dataset))
+    graph = onnx.load(str(out.model.onnx_path))
+    ops = {node.op_type for node in graph.graph.node}
+    assert ({"QuantizeLinear", "DequantizeLinear"} if activations == "static" else {"DynamicQuantizeLinear"}) <= ops
+    inputs = {"input": mlp_dataset.split("calibration").inputs["input"][:32]}
+    got = load_session(out.model, "onnxruntime").run(inputs)["output"]
+    want = _fake_quant_outputs(mlp_model, mlp_dataset, config, inputs)
+    cosine = np.sum(got * want, 1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+    assert cosine.min() > 0.999 and np.abs(got - want).max() < 0.05 * np.abs(want).max()
+    assert out.details["export_check"]["output"]["min_cosine"] > 0.999
+
+
+def test_qat_trains_within_its_step_budget_and_reports_the_time(mlp_model, mlp_dataset, tmp_path):
+    out = apply(mlp_model, Qat(steps=3, lr=1e-4), PassContext(workdir=tmp_path, dataset=mlp_dataset))
+    assert out.details["train_steps"] == 3 and out.details["train_seconds"] > 0
+    assert "trained 3 steps" in out.notes[0] and "stopped by steps" in out.notes[0]
+
+
+def test_qat_folds_batch_norm_and_exports_int8_convolutions(cnn_model, tmp_path):
+    from infertune.data import Dataset, Split
+    from infertune.data.dataset import file_splits
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 1, 8, 8)).astype(np.float32)
+    data = Dataset(name="images", kind="arrays",
+                   splits=file_splits(Split(name="all", inputs={"input": x}, labels=rng.integers(0, 10, 64))))
+    out = apply(cnn_model, Qat(steps=2), PassContext(workdir=tmp_path, dataset=data))
+    graph = onnx.load(str(out.model.onnx_path))
+    assert "BatchNormalization" not in {n.op_type for n in graph.graph.node}
+    assert any("folded" in note for note in out.notes)
+    got = load_session(out.model, "onnxruntime").run({"input": x[:4]})
+    assert next(iter(got.values())).shape == (4, 10)
+
+
+def test_qat_on_a_transformer_exports_a_runnable_int8_graph(bert_model, bert_dataset, tmp_path):
+    out = apply(bert_model, Qat(steps=2, lr=1e-5), PassContext(workdir=tmp_path, dataset=bert_dataset))
+    from infertune.testing.models import bert_data
+
+    assert load_session(out.model, "onnxruntime").run(bert_data(4))["output"].shape == (4, 32)
+    assert out.details["export_check"]["output"]["min_cosine"] > 0.999
