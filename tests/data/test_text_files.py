@@ -43,7 +43,8 @@ def test_jsonl_labels_by_name_or_id_and_a_custom_text_field(tmp_path):
 @pytest.mark.parametrize("suffix,sep", [(".csv", ","), (".tsv", "\t")])
 def test_csv_and_tsv_with_a_header(tmp_path, suffix, sep):
     path = tmp_path / f"t{suffix}"
-    path.write_text(f"id{sep}text{sep}label\n1{sep}\"one, quoted\"{sep}plain\n2{sep}two{sep}keyword\n", encoding="utf-8")
+    rows = ["id", "text", "label"], ["1", '"one, quoted"', "plain"], ["2", "two", "keyword"]
+    path.write_text("".join(sep.join(row) + "\n" for row in rows), encoding="utf-8")
     split = load_text_file(path, label2id=LABEL2ID)
     assert split.texts == ("one, quoted", "two")
     assert split.labels.tolist() == [0, 1]

@@ -3,16 +3,14 @@ through the command line: optimize chooses a faster artifact within the budget, 
 order, serve answers BYTES requests for the folder and for the run directory."""
 
 import json
-import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
+from infertune.serve.process import ServerProcess
 from infertune.testing.folders import LABELS, keyword_texts, write_jsonl
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
-from serve_helpers import running  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +106,9 @@ def test_predict_folder_writes_logits_in_input_order(folder, reference, tmp_path
     np.testing.assert_allclose(logits, want, atol=1e-4)
 
 
-def _ask(server, name, texts):
-    answer = server.infer(name, {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)],
-                                             "data": texts}]})
+def _ask(client, name, texts):
+    answer = client.post(f"/v2/models/{name}/infer", json={"inputs": [{"name": "text", "datatype": "BYTES",
+                                                                       "shape": [len(texts)], "data": texts}]})
     assert answer.status_code == 200, answer.text
     output = answer.json()["outputs"][0]
     return np.asarray(output["data"], np.float32).reshape(output["shape"])
@@ -119,11 +117,15 @@ def _ask(server, name, texts):
 def _check_served(target: Path, reference, atol: float) -> None:
     texts = ["The excellent meeting was short.", "The meeting was short.", "x"]
     want = reference(texts)
-    with running(str(target), "--cache-size", "0") as server:
-        (name,) = [m["name"] for m in server.client.post("/v2/repository/index").json()]
-        meta = server.client.get(f"/v2/models/{name}").json()
-        assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
-        got = _ask(server, name, texts)
+    server = ServerProcess(str(target), "--cache-size", "0")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            (name,) = [m["name"] for m in client.post("/v2/repository/index").json()]
+            meta = client.get(f"/v2/models/{name}").json()
+            assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+            got = _ask(client, name, texts)
+    finally:
+        server.stop()
     print(f"\nserve {target.name} ({name}): largest logit difference from transformers {np.abs(got - want).max():.2e}")
     np.testing.assert_allclose(got, want, atol=atol)
     assert list(got.argmax(axis=1)) == [1, 0, 0]
