@@ -49,7 +49,7 @@ def run_dir(folder, tmp_path_factory, cli):
     result = cli("optimize", str(folder), "--data", str(data), "--max-drop", "0.01", "--recipe", str(recipe),
                  "--out", str(where / "run"))
     assert result.returncode == 0, result.stderr
-    print(result.stdout[-3000:], result.stderr[-3000:])
+    print(result.stdout[-1500:])
     return where / "run", result
 
 
