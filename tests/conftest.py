@@ -54,3 +54,12 @@ def run_cli(*args: str, cwd: Path | None = None):
 @pytest.fixture(scope="session")
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def keyword_folder(tmp_path_factory) -> Path:
+    """A 2-layer BERT sequence classifier (labels plain / keyword) fine-tuned by the test and saved with
+    save_pretrained, with the bundled MiniLM's tokenizer: a user's own Hugging Face folder."""
+    from infertune.testing.folders import keyword_classifier
+
+    return keyword_classifier(tmp_path_factory.mktemp("hf") / "keyword-bert")

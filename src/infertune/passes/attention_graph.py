@@ -2,6 +2,8 @@
 change no result beyond float rounding (the fusion pass validates the outputs afterwards):
 
 - Dropout nodes (no-ops at inference) are removed;
+- the NaN guard torch's scaled_dot_product_attention exports after its Softmax (`Where(IsNaN(p), 0, p)`, which
+  differs from `p` only on a row whose every key is masked) is removed;
 - a scale applied after Q x K^T as a Mul by c becomes a Div by 1/c (transformers 5 scales with Mul);
 - scales applied to Q and to K before the MatMul (what torch's scaled_dot_product_attention exports) move after
   it, as one Div;
@@ -25,6 +27,7 @@ def canonical_attention(source: Path, target: Path) -> list[str]:
 
     model = onnx.load(str(source))
     dropped = _drop_dropout(model.graph)
+    guards = _drop_nan_guards(model.graph)
     rescaled = _rescale(model.graph)
     wrapped = OnnxModel(model)
     before = len(model.graph.node)
@@ -36,6 +39,8 @@ def canonical_attention(source: Path, target: Path) -> list[str]:
     changes = []
     if dropped:
         changes.append(f"removed {dropped} Dropout")
+    if guards:
+        changes.append(f"removed {guards} NaN guard{'s' if guards != 1 else ''} after Softmax")
     if rescaled:
         changes.append(f"moved {rescaled} attention scale{'s' if rescaled != 1 else ''} to a Div after Q x K^T")
     if reshapes:
@@ -53,6 +58,30 @@ def _drop_dropout(graph) -> int:
             for i, name in enumerate(other.input):
                 if name == node.output[0]:
                     other.input[i] = node.input[0]
+        graph.node.remove(node)
+        count += 1
+    return count
+
+
+def _drop_nan_guards(graph) -> int:
+    """`Where(IsNaN(p), 0, p)` over a Softmax output `p` -> `p`: ONNX Runtime's attention patterns end at the
+    Softmax."""
+    index = GraphIndex(graph)
+    outputs = {o.name for o in graph.output}
+    count = 0
+    for node in list(graph.node):
+        if node.op_type != "Where" or len(node.input) != 3 or node.output[0] in outputs:
+            continue
+        condition, zero, probabilities = (index.producer.get(name) for name in node.input)
+        value = index.constant(node.input[1])
+        if not (condition is not None and condition.op_type == "IsNaN" and probabilities is not None
+                and probabilities.op_type == "Softmax" and condition.input[0] == node.input[2]
+                and value is not None and not np.any(value)):
+            continue
+        for other in graph.node:
+            for i, name in enumerate(other.input):
+                if name == node.output[0]:
+                    other.input[i] = node.input[2]
         graph.node.remove(node)
         count += 1
     return count
