@@ -18,12 +18,14 @@ def optimize(model, *, data=None, weights: str | None = None, task: str | None =
              min_top10: float = 0.9, objective: str = "latency", batch_size: int = 1, time_budget: float | None = None,
              out: str | Path | None = None, resume: bool = False, recipes=None, trial_timeout: float = 900.0,
              timing: dict | None = None, progress: Callable[[str, str], None] | None = None,
-             say: Callable[[str], None] | None = None, ray: str | None = None):
+             say: Callable[[str], None] | None = None, ray: str | None = None, refine: bool | None = None):
     """Find the fastest (or smallest) artifact within `max_drop` of the baseline on held-out data (and, for
     embeddings, keeping at least `min_top10` of each sample's ten nearest neighbours). `model` and `data` are
     anything `infertune.resolve` reads (or what it returned). `say` gets notes as they happen (a cut line of
     trials.jsonl skipped on resume). `ray`: run the trials on a Ray cluster (its address, or 'local'), one per
-    node at a time.
+    node at a time. `refine`: after the candidates, try the runtime settings (threads, spinning, graph level,
+    OpenVINO hint and streams, torch.compile mode) of the baseline's recipe and the leader's; by default when
+    searching, not when `recipes` are given.
 
     Example: `infertune.optimize("./my-model", data="reviews.jsonl", max_drop=0.01, out="runs/x").best["recipe"]`.
     """
@@ -33,7 +35,8 @@ def optimize(model, *, data=None, weights: str | None = None, task: str | None =
                               hidden_size=hidden_size, heldout=heldout, text_field=text_field, label_field=label_field)
     return run_search(source, dataset, max_drop=max_drop, min_top10=min_top10, objective=objective,
                       batch_size=batch_size, time_budget=time_budget, out=out, resume=resume, recipes=recipes,
-                      trial_timeout=trial_timeout, timing=timing, progress=progress, say=say, ray=ray)
+                      trial_timeout=trial_timeout, timing=timing, progress=progress, say=say, ray=ray,
+                      refine=refine)
 
 
 def benchmark(model, *, backend: str = "torch", data=None, batch_sizes=(1, 32), isolate: bool = False,

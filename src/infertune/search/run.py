@@ -90,12 +90,16 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                batch_size: int = 1, time_budget: float | None = None, out: str | Path | None = None,
                resume: bool = False, recipes: list[Recipe] | None = None, trial_timeout: float = 900.0,
                timing: dict | None = None, progress: Callable[[str, str], None] | None = None,
-               say: Callable[[str], None] | None = None, ray: str | None = None) -> Result:
+               say: Callable[[str], None] | None = None, ray: str | None = None,
+               refine: bool | None = None) -> Result:
     """Find the fastest (or smallest) artifact of `source` (a Model) within `max_drop` of the baseline on the
     held-out split of `dataset` (and, for embeddings, keeping at least `min_top10` of each sample's ten nearest
     neighbours). Trials reload both in fresh processes from their specs. `infertune.optimize` resolves a spec,
     then calls this. With `ray` (a cluster's address, or 'local'), trials run on Ray, one per node at a time,
     each holding the node's CPUs (see `infertune.cluster.search`); model and data paths must be readable there.
+    With `refine` (by default when searching, not when `recipes` are given), the candidates are followed by the
+    runtime settings of the baseline's recipe and of the leader's (`space.setting_variants`), each a candidate
+    judged like the others.
     """
     from infertune.bench.hardware import fingerprint, versions
     from infertune.search.space import baseline_recipe, candidate_recipes, mixed_precision_fallback
@@ -139,33 +143,50 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                 raise ConfigError(f"the baseline ({recipe.describe()}) failed, so nothing can be compared: "
                                   f"{record['error']}")
             finished.append(record)
-            while True:
-                while queue and trials.free():
-                    trial_id, recipe = queue.pop(0)
-                    if trial_id in done and done[trial_id]["recipe"] == recipe.to_dict():
-                        finished.append(done[trial_id])
-                        continue
-                    if time_budget is not None and time.monotonic() - started >= time_budget:
-                        stopped = f"time budget of {time_budget:.0f} s spent; {len(queue) + 1} candidates not tried"
-                        queue.clear()
+
+            def drain() -> None:
+                nonlocal stopped
+                while True:
+                    while queue and trials.free():
+                        trial_id, recipe = queue.pop(0)
+                        if trial_id in done and done[trial_id]["recipe"] == recipe.to_dict():
+                            finished.append(done[trial_id])
+                            continue
+                        if time_budget is not None and time.monotonic() - started >= time_budget:
+                            stopped = (f"time budget of {time_budget:.0f} s spent; {len(queue) + 1} candidates not "
+                                       f"tried")
+                            queue.clear()
+                            break
+                        trials.submit(trial_id, recipe, timeout_left())
+                    if not trials.running(waiting=bool(queue)):
+                        if queue:
+                            stopped = f"no node is left to run trials on; {len(queue)} candidates not tried"
                         break
-                    trials.submit(trial_id, recipe, timeout_left())
-                if not trials.running(waiting=bool(queue)):
-                    if queue:
-                        stopped = f"no node is left to run trials on; {len(queue)} candidates not tried"
-                    break
-                finished_one = trials.next_finished()
-                if finished_one is None:  # on a cluster: a node's baseline, or a lost trial sent again
-                    continue
-                trial_id, recipe, record = finished_one
-                record = verdict(record, trials.baseline_for(record, finished[0]), max_drop=max_drop,
-                                 objective=objective, min_top10=min_top10)
-                fallback = mixed_precision_fallback(recipe, max_drop) if record["status"] == "rejected" \
-                    and record["reason"].startswith("over budget") else None
-                if fallback is not None:
-                    queue.insert(0, (f"{trial_id}-mixed", fallback))
-                _append(trials_file, record)
-                finished.append(record)
+                    finished_one = trials.next_finished()
+                    if finished_one is None:  # on a cluster: a node's baseline, or a lost trial sent again
+                        continue
+                    trial_id, recipe, record = finished_one
+                    record = verdict(record, trials.baseline_for(record, finished[0]), max_drop=max_drop,
+                                     objective=objective, min_top10=min_top10)
+                    fallback = mixed_precision_fallback(recipe, max_drop) if record["status"] == "rejected" \
+                        and record["reason"].startswith("over budget") else None
+                    if fallback is not None:
+                        queue.insert(0, (f"{trial_id}-mixed", fallback))
+                    _append(trials_file, record)
+                    finished.append(record)
+
+            refining = (recipes is None if refine is None else refine) and objective != "size"
+            trained = [item for item in queue if refining and _trains(item[1])]  # the dearest: after refining
+            queue[:] = [item for item in queue if item not in trained]
+            drain()
+            if refining and not stopped:
+                queue.extend(_refine_queue(finished, base, objective))
+                if queue:
+                    say(f"refine: {len(queue)} runtime settings of the baseline and of the leader")
+                drain()
+            if not stopped:
+                queue.extend(trained)
+                drain()
             if objective != "size" and len(finished) > 1:
                 _confirm_best(finished, trials, common, done, timeout_left(), objective,
                               lambda r: _append(trials_file, r))
@@ -181,6 +202,32 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                                  min_top10=min_top10, objective=objective, stopped=stopped, hardware=fingerprint(),
                                  versions=versions(), cluster=trials.describe())
     return result
+
+
+def _trains(recipe: Recipe) -> bool:
+    from infertune.passes.registry import entry_for
+
+    return any("training" in entry_for(config).needs for config in recipe.passes)
+
+
+def _refine_queue(finished: list[dict[str, Any]], base: Recipe, objective: str) -> list[tuple[str, Recipe]]:
+    """Setting variants of the baseline's recipe (a model as given, run with other threads, can be the fastest
+    candidate) and of the current leader, named after what they vary."""
+    from infertune.search.space import setting_variants
+
+    tried = {json.dumps(r["recipe"], sort_keys=True) for r in finished}
+    sources = [("baseline", base)]
+    order = ranked(finished[1:], objective)
+    if order:
+        sources.append((order[0]["id"], Recipe.from_dict(order[0]["recipe"])))
+    queue = []
+    for source_id, recipe in sources:
+        for number, variant in enumerate(setting_variants(recipe), 1):
+            key = json.dumps(variant.to_dict(), sort_keys=True)
+            if key not in tried:
+                tried.add(key)
+                queue.append((f"{source_id}-s{number}", variant))
+    return queue
 
 
 def _executor(ray: str | None, out: Path, common: dict, progress, say, append):

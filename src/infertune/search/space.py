@@ -90,3 +90,26 @@ def mixed_precision_fallback(recipe: Recipe, max_drop: float) -> Recipe | None:
             return Recipe(passes=recipe.passes[:index] + (mixed,) + recipe.passes[index + 1:],
                           backend=recipe.backend, options=recipe.options)
     return None
+
+
+def setting_variants(recipe: Recipe) -> list[Recipe]:
+    """The refine stage's candidates for a built recipe: its backend's runtime settings, one at a time, over the
+    values the settings class declares (`param(search=...)`: intra-op threads from 1 to the usable cores, ONNX
+    Runtime spinning and graph level, OpenVINO hint and streams, torch.compile mode and freezing). The outputs
+    stay the same, so speed alone decides; a setting added to a backend's class is tried with no change here."""
+    from infertune.backends import BACKENDS, make_backend_settings
+    from infertune.params import search_space
+    from infertune.search.recipe import with_options
+
+    entry = BACKENDS.get(recipe.backend)
+    if entry is None:
+        return []
+    current = make_backend_settings(recipe.backend, **recipe.backend_options)
+    variants = []
+    for name, values in search_space(entry.settings).items():
+        if name in recipe.backend_options:
+            continue  # the recipe chose it on purpose
+        for value in values:
+            if value != getattr(current, name):
+                variants.append(with_options(recipe, **{name: value}))
+    return variants

@@ -1,0 +1,76 @@
+"""The refine stage: runtime settings that backends declare (`param(search=...)`) become candidates, on a model
+nobody here tuned for (a small LSTM exported to ONNX by the test, no metadata)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import infertune
+from infertune.backends.settings import OnnxRuntimeSettings, OpenVINOSettings, TorchCompileSettings, usable_core_counts
+from infertune.data import save_npz
+from infertune.params import search_space
+from infertune.search.recipe import Recipe
+from infertune.search.space import setting_variants
+
+QUICK = {"warmup": 1, "min_runs": 5, "min_seconds": 0.0, "max_runs": 50, "max_seconds": 5.0}
+
+
+class Tagger(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(16, 32, batch_first=True)
+        self.head = torch.nn.Linear(32, 4)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+@pytest.fixture(scope="module")
+def lstm_onnx(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("lstm")
+    path = folder / "tagger.onnx"
+    torch.onnx.export(Tagger().eval(), (torch.randn(1, 12, 16),), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
+    data = folder / "x.npz"
+    save_npz(data, {"x": np.random.default_rng(0).standard_normal((96, 12, 16)).astype(np.float32)})
+    return path, data
+
+
+@pytest.mark.parametrize("cls,backend", [(OnnxRuntimeSettings, "onnxruntime"), (OpenVINOSettings, "openvino"),
+                                         (TorchCompileSettings, "torch-compile")])
+def test_every_declared_setting_value_reaches_the_candidates(cls, backend):
+    variants = setting_variants(Recipe(backend=backend))
+    tried = {(k, v) for r in variants for k, v in r.options}
+    default = cls()
+    declared = {(name, value) for name, values in search_space(cls).items() for value in values
+                if value != getattr(default, name)}
+    assert declared and tried == declared
+    assert all(len(r.options) == 1 for r in variants)  # one setting at a time
+    assert {("threads", n) for n in usable_core_counts()} <= tried
+
+
+def test_a_setting_the_recipe_chose_is_left_alone():
+    variants = setting_variants(Recipe(backend="onnxruntime", options=(("threads", 1),)))
+    assert variants and all(dict(r.options)["threads"] == 1 for r in variants)
+
+
+def test_optimize_tries_the_runtime_settings_of_an_unseen_onnx_model(lstm_onnx, tmp_path):
+    path, data = lstm_onnx
+    result = infertune.optimize(str(path), data=str(data), out=tmp_path / "run", recipes=[], refine=True,
+                                timing=QUICK)
+    tried = {c["id"]: c["recipe"]["backend"] for c in result.candidates}
+    assert any(c["recipe"]["backend"].get("threads") == 1 for c in result.candidates)
+    assert all(i.startswith("baseline-s") for i in tried)
+    assert any(c["recipe"]["backend"].get("spinning") is False for c in result.candidates)
+    for c in result.candidates:  # the outputs are the baseline's: only speed decides
+        assert c["status"] in ("ok", "rejected"), c
+        assert c["metric"]["drop"] == pytest.approx(0.0, abs=1e-6)
+        assert c["status"] == "ok" or c["reason"].startswith(("not faster", "timing unstable", "speed-up not"))
+    lines = [json.loads(line) for line in (tmp_path / "run" / "trials.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in lines} >= set(tried)
+    print({c["id"]: (c["recipe"]["backend"], c["status"], round(c.get("speedup", {}).get("value", 0), 2))
+           for c in result.candidates})
