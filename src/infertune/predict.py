@@ -17,6 +17,7 @@ def predict(model, *, data, out: str | Path, backend: str | None = None, weights
     Example: `infertune.predict("runs/x", data="new.jsonl", out="scores.jsonl")`.
     """
     from infertune.bench.job import pad_to_common
+    from infertune.bench.workload import length_order
     from infertune.data.outputs import check_output_path, save_outputs
     from infertune.engine import load
     from infertune.resolver import resolve
@@ -27,13 +28,16 @@ def predict(model, *, data, out: str | Path, backend: str | None = None, weights
     chosen = dataset.split(split or ("all" if "all" in dataset.splits else "heldout"))
     parts: dict[str, list[np.ndarray]] = {}
     total = len(chosen)
+    order = length_order(chosen)  # texts: similar lengths in a batch, so padding stays small
+    order = np.arange(total) if order is None else order
     for start in range(0, total, batch_size):
-        inputs = engine.model.inputs_for(chosen, np.arange(start, min(start + batch_size, total)))
+        inputs = engine.model.inputs_for(chosen, order[start:start + batch_size])
         for name, value in engine.run(inputs).items():
             parts.setdefault(name, []).append(value)
         if progress:
             progress(min(start + batch_size, total), total)
-    outputs = {name: np.concatenate(pad_to_common(values)) for name, values in parts.items()}
+    back = np.argsort(order)  # outputs in input order
+    outputs = {name: np.concatenate(pad_to_common(values))[back] for name, values in parts.items()}
     save_outputs(out, outputs, texts=chosen.texts,
                  label_names=engine.model.labels if engine.model.task == "classification" else None)
     return total

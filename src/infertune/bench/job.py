@@ -101,6 +101,9 @@ def run_job(job: BenchJob, *, model, split=None, data_name: str | None = None,
         t = job.timing
         stats = timing.measure(session, workload, warmup=t.warmup, min_runs=t.min_runs, min_seconds=t.min_seconds,
                                max_runs=t.max_runs, max_seconds=t.max_seconds, progress=progress)
+        grouped = timing.measure(session, workload.only_grouped(), warmup=t.warmup, min_runs=t.min_runs,
+                                 min_seconds=t.min_seconds, max_runs=t.max_runs, max_seconds=t.max_seconds,
+                                 progress=progress) if workload.grouped else []
         peak = memory.peak_rss_bytes()
         if job.outputs_path is not None and split is not None:
             from infertune.data.npz import save_npz
@@ -110,6 +113,6 @@ def run_job(job: BenchJob, *, model, split=None, data_name: str | None = None,
         _restore_torch_threads(threads_before)  # a session's thread setting must not leak into the next one
     return BenchResult(model=model.name, backend=job.backend, settings=asdict(settings),
                        precision=session.precision, artifact_bytes=session.artifact_bytes,
-                       load_seconds=load_seconds, latency=stats, peak_rss_bytes=peak if peak_resettable else None,
+                       load_seconds=load_seconds, latency=stats, grouped=grouped, peak_rss_bytes=peak if peak_resettable else None,
                        workload=workload.description, hardware=hardware.fingerprint(),
                        versions=hardware.versions())

@@ -18,6 +18,7 @@ class BenchResult:
     artifact_bytes: int = 0
     load_seconds: float = 0.0
     latency: list[LatencyStats] = field(default_factory=list)
+    grouped: list[LatencyStats] = field(default_factory=list)  # texts: the same batch sizes, similar lengths together
     peak_rss_bytes: int | None = 0   # None where the kernel's high-water mark cannot be reset
     workload: str = ""
     isolated: bool = False
@@ -33,6 +34,9 @@ class BenchResult:
     def at(self, batch: int) -> LatencyStats | None:
         return next((s for s in self.latency if s.batch == batch), None)
 
+    def grouped_at(self, batch: int) -> LatencyStats | None:
+        return next((s for s in self.grouped if s.batch == batch), None)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -40,4 +44,5 @@ class BenchResult:
     def from_dict(cls, data: dict[str, Any]) -> "BenchResult":
         data = dict(data)
         data["latency"] = [LatencyStats(**s) for s in data.get("latency", [])]
+        data["grouped"] = [LatencyStats(**s) for s in data.get("grouped", [])]
         return cls(**data)

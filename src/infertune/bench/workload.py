@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -12,6 +12,29 @@ import numpy as np
 class Workload:
     description: str
     batches: dict[int, list[dict[str, np.ndarray]]]   # batch size -> distinct batches, cycled when timing
+    grouped: dict[int, list[dict[str, np.ndarray]]] = field(default_factory=dict)  # texts: similar lengths together
+
+    def only_grouped(self) -> "Workload":
+        return Workload(self.description + ", similar lengths batched together", self.grouped)
+
+
+def length_order(split) -> np.ndarray | None:
+    """The split's indices, shortest text first (ties in split order): how sentence-transformers' `encode` and
+    `infertune predict` batch texts, so a batch's padding stays small. None for a split without texts."""
+    if split is None or split.texts is None:
+        return None
+    return np.argsort(np.array([len(t) for t in split.texts]), kind="stable")
+
+
+def grouped_batches(model, split, batch: int, *, max_batches: int = 64) -> list[dict[str, np.ndarray]]:
+    """Batches of texts of similar length: consecutive runs of `batch` in length order, taken in a fixed shuffled
+    order (so timing cycles through short and long ones alike). Empty for non-text splits and batch 1."""
+    order = length_order(split)
+    if order is None or batch < 2 or len(order) < batch:
+        return []
+    runs = [order[i:i + batch] for i in range(0, len(order) - batch + 1, batch)]
+    picked = np.random.default_rng(0).permutation(len(runs))[:max_batches]
+    return [model.inputs_for(split, runs[i]) for i in picked]
 
 
 def _indices(n: int, batch: int, i: int) -> np.ndarray:
@@ -29,8 +52,10 @@ def _shuffle(n: int, k: int) -> np.ndarray:
 def build_workload(model, split=None, batch_sizes=(1, 32), *, max_batches: int = 64,
                    data_name: str | None = None) -> Workload:
     """Consecutive chunks of `split` (text at natural length, padded to each batch's longest), or random
-    inputs from the signature when there is no data."""
+    inputs from the signature when there is no data; for texts, also batches of similar lengths (`grouped`)."""
     batches: dict[int, list[dict[str, np.ndarray]]] = {}
+    grouped = {batch: found for batch in batch_sizes
+               if (found := grouped_batches(model, split, batch, max_batches=max_batches))}
     for batch in batch_sizes:
         if split is None:
             batches[batch] = [model.example_inputs(batch_size=batch, seed=i) for i in range(min(max_batches, 8))]
@@ -44,4 +69,4 @@ def build_workload(model, split=None, batch_sizes=(1, 32), *, max_batches: int =
     else:
         kind = "natural-length sentences, padded per batch" if split.texts is not None else "samples"
         description = f"{data_name or 'data'} {split.name} split: {len(split)} {kind}"
-    return Workload(description=description, batches=batches)
+    return Workload(description=description, batches=batches, grouped=grouped)

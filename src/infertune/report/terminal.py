@@ -90,28 +90,35 @@ def bench_table(results, batch_sizes, hw: dict) -> None:
     table = Table(title="infertune bench (medians of timed runs; fidelity vs the fp32 reference)")
     table.add_column("backend")
     table.add_column("ran as")
+    grouped = [b for b in batch_sizes if any(r.ok and r.grouped_at(b) for r in results)]
     for batch in batch_sizes:
         table.add_column(f"b{batch} p50 ms", justify="right")
         table.add_column(f"b{batch} p99 ms", justify="right")
         table.add_column(f"b{batch} /s", justify="right")
+        if batch in grouped:
+            table.add_column(f"b{batch} /s by length", justify="right")
     table.add_column("size MB", justify="right")
     table.add_column("peak RSS MB", justify="right")
     table.add_column("fidelity (mean/min cosine, ...)")
     for r in results:
         name = _label(r)
         if not r.ok:
-            table.add_row(name, "failed", *["-"] * (3 * len(batch_sizes) + 2), r.error or "")
+            table.add_row(name, "failed", *["-"] * (3 * len(batch_sizes) + len(grouped) + 2), r.error or "")
             continue
         cells = []
         for batch in batch_sizes:
             stats = r.at(batch)
             cells += ([f"{stats.p50_ms:.2f}", f"{stats.p99_ms:.2f}", f"{stats.items_per_s:.0f}"]
                       if stats else ["-"] * 3)
+            if batch in grouped:
+                similar = r.grouped_at(batch)
+                cells.append(f"{similar.items_per_s:.0f}" if similar else "-")
         table.add_row(name, r.precision, *cells, _mb(r.artifact_bytes), _mb(r.peak_rss_bytes), _fidelity(r.fidelity))
     out.print(table)
     out.print(f"hardware: {hardware_line(hw)}")
     if results and results[0].workload:
-        out.print(f"inputs: {results[0].workload}")
+        out.print(f"inputs: {results[0].workload}"
+                  + ("; '/s by length': the same texts, similar lengths batched together" if grouped else ""))
 
 
 def optimize_table(result) -> None:
