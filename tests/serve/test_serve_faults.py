@@ -136,7 +136,12 @@ def test_a_batch_loop_that_ends_turns_readiness_off_and_is_logged(mlp_onnx, capl
     try:
         with httpx.Client(base_url=url, timeout=10) as client, caplog.at_level(logging.CRITICAL, "infertune.serve"):
             deadline = time.monotonic() + 30
-            while client.get("/v2/health/ready").status_code != 200:
+            while True:  # the thread's server may not listen yet: a refused connection means wait
+                try:
+                    if client.get("/v2/health/ready").status_code == 200:
+                        break
+                except httpx.ConnectError:
+                    pass
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
             assert client.post("/v2/models/mlp/infer", json=mlp_body(0.5)).status_code == 200
