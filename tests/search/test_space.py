@@ -32,3 +32,35 @@ def test_training_time_is_a_share_of_the_time_budget():
 
     assert training_seconds(None) == TRAINING_SECONDS
     assert training_seconds(40) == 10 and training_seconds(10_000) == TRAINING_SECONDS
+
+
+def _precision_order(recipes):
+    from infertune.search.space import accelerated
+
+    return [("bf16" if dict(r.options).get("precision") == "bf16" else "int8") for r in recipes
+            if dict(r.options).get("precision") == "bf16" or any("int8" in type(c).__name__.lower() for c in r.passes)]
+
+
+def test_what_the_cpu_accelerates_is_tried_first(mlp_model):
+    bf16_only = _precision_order(candidate_recipes(mlp_model, has_calibration=True, has_training=False,
+                                                   isa=("avx512_bf16",)))
+    int8_only = _precision_order(candidate_recipes(mlp_model, has_calibration=True, has_training=False,
+                                                   isa=("avx512_vnni",)))
+    assert bf16_only[:2] == ["bf16", "bf16"] and "bf16" not in bf16_only[2:]
+    assert int8_only[0] == "int8" and int8_only[-2:] == ["bf16", "bf16"]
+
+
+def test_amx_int8_brings_static_u8s8_int8_to_transformers(mlp_model):
+    import dataclasses
+
+    from infertune.passes.quantize.onnx_backend import Int8Static
+
+    text_like = dataclasses.replace(mlp_model, meta={**mlp_model.meta, "num_heads": 2})
+
+    def statics(isa):
+        return [c for r in candidate_recipes(text_like, has_calibration=True, has_training=False, isa=isa)
+                for c in r.passes if isinstance(c, Int8Static)]
+
+    assert statics(("avx512_vnni",)) == []
+    found = statics(("amx_int8", "amx_bf16"))
+    assert len(found) == 1 and found[0].activation_type == "quint8"

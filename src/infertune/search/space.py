@@ -23,9 +23,12 @@ def training_seconds(time_budget: float | None) -> float:
 
 
 def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_drop: float = 0.01,
-                      time_budget: float | None = None) -> list[Recipe]:
+                      time_budget: float | None = None, isa: tuple[str, ...] | None = None) -> list[Recipe]:
     """The candidates in the order they are tried. `max_drop` is the user's budget (pruning to the budget keeps
-    half of it on the validation split, so the held-out verdict has room); `time_budget` bounds training."""
+    half of it on the validation split, so the held-out verdict has room); `time_budget` bounds training. Among
+    the lower-precision candidates, what this CPU's ISA (`isa`, read from the machine by default) accelerates
+    comes first; with AMX int8, transformers also get static int8 QDQ with uint8 activations and int8 weights,
+    the layout ONNX Runtime's AMX kernel runs."""
     from infertune.passes.distill import Distill
     from infertune.passes.export import ExportOnnx
     from infertune.passes.fuse import FoldBatchNorm, OrtFusion
@@ -48,17 +51,19 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_d
         if not transformer:
             recipes.append(Recipe(passes=(FoldBatchNorm(),), backend="torch"))
         recipes.append(Recipe(backend="torch-compile"))
-    # 2. lower precision: int8 and bf16
-    recipes.append(Recipe(passes=fused + (Int8Dynamic(),), backend="onnxruntime"))
-    recipes.append(Recipe(passes=onnx, backend="openvino", options=(("precision", "bf16"),)))
+    # 2. lower precision: int8 and bf16, what this CPU accelerates first
+    isa = set(_machine_isa() if isa is None else isa)
+    low = [Recipe(passes=fused + (Int8Dynamic(),), backend="onnxruntime"),
+           Recipe(passes=onnx, backend="openvino", options=(("precision", "bf16"),))]
     if torch_model:
-        recipes.append(Recipe(backend="torch", options=(("precision", "bf16"),)))
+        low.append(Recipe(backend="torch", options=(("precision", "bf16"),)))
     if has_calibration:
-        recipes.append(Recipe(passes=onnx + (Int8Nncf(),), backend="openvino"))
-        if not transformer:
-            recipes.append(Recipe(passes=onnx + (Int8Static(),), backend="onnxruntime"))
+        low.append(Recipe(passes=onnx + (Int8Nncf(),), backend="openvino"))
+        if not transformer or "amx_int8" in isa:
+            low.append(Recipe(passes=fused + (Int8Static(activation_type="quint8"),), backend="onnxruntime"))
     if torch_model:
-        recipes.append(Recipe(passes=(Int8Torchao(),), backend="torch-compile"))
+        low.append(Recipe(passes=(Int8Torchao(),), backend="torch-compile"))
+    recipes += sorted(low, key=lambda r: not accelerated(r, isa))  # stable: the order above within each
     # 3. structure changes that need training
     if torch_model and has_training:
         recipes.append(Recipe(passes=(StructuredPrune(amount=0.5, fine_tune_epochs=10),) + onnx,
@@ -75,6 +80,22 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_d
                                   backend="onnxruntime"))
     base = baseline_recipe(model)  # an .onnx file's plain ONNX Runtime is the baseline itself, not a candidate
     return [r for r in recipes if r.to_dict() != base.to_dict()]
+
+
+def accelerated(recipe: Recipe, isa: set[str]) -> bool:
+    """Whether this CPU has the instructions that make the recipe's lower precision fast: a bf16 precision
+    setting on AMX or AVX-512 BF16, or a pass that declares `accelerated_by` (int8: AMX, VNNI)."""
+    from infertune.passes.registry import BF16_ISA, entry_for
+
+    if dict(recipe.options).get("precision") == "bf16":
+        return bool(isa & set(BF16_ISA))
+    return any(isa & set(entry_for(config).accelerated_by) for config in recipe.passes)
+
+
+def _machine_isa() -> tuple[str, ...]:
+    from infertune.bench.hardware import fingerprint
+
+    return tuple(fingerprint().get("isa", ()))
 
 
 def mixed_precision_fallback(recipe: Recipe, max_drop: float) -> Recipe | None:
