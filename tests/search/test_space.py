@@ -64,3 +64,19 @@ def test_amx_int8_brings_static_u8s8_int8_to_transformers(mlp_model):
     assert statics(("avx512_vnni",)) == []
     found = statics(("amx_int8", "amx_bf16"))
     assert len(found) == 1 and found[0].activation_type == "quint8"
+
+
+def test_a_registered_pass_declared_search_values_reach_the_candidates():
+    from infertune.params import search_space
+    from infertune.passes.export import ExportOnnx
+    from infertune.passes.prune import StructuredPrune
+    from infertune.search.recipe import Recipe
+    from infertune.search.space import pass_variants
+
+    recipe = Recipe(passes=(StructuredPrune(amount=0.5), ExportOnnx()), backend="onnxruntime")
+    variants = pass_variants(recipe)
+    amounts = {v.passes[0].amount for v in variants if v.passes[0].amount != 0.5}
+    assert amounts == set(search_space(StructuredPrune)["amount"]) - {0.5} == {0.25, 0.75}
+    assert {v.passes[0].importance for v in variants} >= {"taylor"}
+    assert {v.passes[1].exporter for v in variants} >= {"dynamo"}
+    assert all(sum(a != b for a, b in zip(v.passes, recipe.passes)) == 1 for v in variants)  # one change each

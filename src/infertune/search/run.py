@@ -182,7 +182,8 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
             if refining and not stopped:
                 queue.extend(_refine_queue(finished, base, objective))
                 if queue:
-                    say(f"refine: {len(queue)} runtime settings of the baseline and of the leader")
+                    say(f"refine: {len(queue)} variants (runtime settings of the baseline and the leader, the "
+                        f"leader's pass values)")
                 drain()
             if not stopped:
                 queue.extend(trained)
@@ -212,17 +213,18 @@ def _trains(recipe: Recipe) -> bool:
 
 def _refine_queue(finished: list[dict[str, Any]], base: Recipe, objective: str) -> list[tuple[str, Recipe]]:
     """Setting variants of the baseline's recipe (a model as given, run with other threads, can be the fastest
-    candidate) and of the current leader, named after what they vary."""
-    from infertune.search.space import setting_variants
+    candidate); setting and pass variants (the values its passes declare) of the current leader."""
+    from infertune.search.space import pass_variants, setting_variants
 
     tried = {json.dumps(r["recipe"], sort_keys=True) for r in finished}
-    sources = [("baseline", base)]
+    sources = [("baseline", setting_variants(base))]
     order = ranked(finished[1:], objective)
     if order:
-        sources.append((order[0]["id"], Recipe.from_dict(order[0]["recipe"])))
+        leader = Recipe.from_dict(order[0]["recipe"])
+        sources.append((order[0]["id"], setting_variants(leader) + pass_variants(leader)))
     queue = []
-    for source_id, recipe in sources:
-        for number, variant in enumerate(setting_variants(recipe), 1):
+    for source_id, variants in sources:
+        for number, variant in enumerate(variants, 1):
             key = json.dumps(variant.to_dict(), sort_keys=True)
             if key not in tried:
                 tried.add(key)

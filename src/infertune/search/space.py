@@ -82,6 +82,25 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_d
     return [r for r in recipes if r.to_dict() != base.to_dict()]
 
 
+def pass_variants(recipe: Recipe) -> list[Recipe]:
+    """The refine stage's candidates from a recipe's passes: each field a pass declares a search space for
+    (`param(search=...)`: an int8 calibration method, a pruning amount, an exporter, ...), one at a time. These
+    may change the outputs, so each is judged against the budget like any candidate."""
+    import dataclasses
+
+    from infertune.params import search_space
+
+    variants = []
+    for index, config in enumerate(recipe.passes):
+        for name, values in search_space(type(config)).items():
+            for value in values:
+                if value != getattr(config, name):
+                    changed = dataclasses.replace(config, **{name: value})
+                    variants.append(dataclasses.replace(
+                        recipe, passes=recipe.passes[:index] + (changed,) + recipe.passes[index + 1:]))
+    return variants
+
+
 def accelerated(recipe: Recipe, isa: set[str]) -> bool:
     """Whether this CPU has the instructions that make the recipe's lower precision fast: a bf16 precision
     setting on AMX or AVX-512 BF16, or a pass that declares `accelerated_by` (int8: AMX, VNNI)."""
