@@ -22,8 +22,8 @@ from benchmarks_common import header, replace_section
 
 
 def members(workdir: Path):
+    from infertune.api import apply_passes  # resolves data="digits" into its Dataset
     from infertune.resolver import load_model
-    from infertune.passes import apply_passes
     from infertune.passes.distill import Distill
     from infertune.passes.prune import StructuredPrune
 

@@ -8,7 +8,7 @@ import uvicorn.protocols.http.httptools_impl as httptools_impl
 import infertune.serve.protocol as protocol
 from infertune.cli import main
 
-protocol.guarded_protocol = lambda limits, on_refused=None: type(
+protocol.guarded_protocol = lambda limits, on_refused=None, on_connections=None: type(
     "Plain", (httptools_impl.HttpToolsProtocol,), {"opened": {}})
 
 if __name__ == "__main__":

@@ -26,8 +26,10 @@ import ray
 
 from infertune.errors import ConfigError, DataError
 
-BLOCK_BYTES = 4 << 20
-NPZ_BLOCK_ROWS = 4096
+BLOCK_BYTES = 4 << 20      # at most, for a text file's block
+MIN_BLOCK_BYTES = 16 << 10
+NPZ_BLOCK_ROWS = 4096      # at most
+BLOCKS_PER_ACTOR = 4       # a small file is still cut so every actor gets work (a block goes to one actor)
 ENGINE_BATCH = 32
 
 
@@ -67,7 +69,7 @@ def predict_on_ray(model: dict[str, Any], *, data: str, out: str | os.PathLike, 
         import ray.data
 
         started = time.monotonic()
-        blocks = _plan(path.resolve(), kind, text_field, ray)
+        blocks = _plan(path.resolve(), kind, text_field, ray, BLOCKS_PER_ACTOR * actors[1])
         total = sum(b.stop - b.start for b in blocks) if kind == "npz" else None
         say(f"{len(blocks)} blocks planned from {path.name}")
         tally = _Tally.options(num_cpus=0).remote()
@@ -96,11 +98,14 @@ def predict_on_ray(model: dict[str, Any], *, data: str, out: str | os.PathLike, 
 # -- planning (driver) ------------------------------------------------------------------------------------------
 
 
-def _plan(path: Path, kind: str, text_field: str, ray) -> list[Block]:
+def _plan(path: Path, kind: str, text_field: str, ray, blocks_wanted: int = 1) -> list[Block]:
+    """Blocks of the file, at least `blocks_wanted` where the file is large enough (each block is read by one task
+    and predicted by one actor, so fewer blocks than actors leaves actors idle)."""
     if kind == "npz":
         rows = _npz_rows(path)
-        return [Block(i, str(path), kind, start, min(start + NPZ_BLOCK_ROWS, rows), start)
-                for i, start in enumerate(range(0, rows, NPZ_BLOCK_ROWS))]
+        step = max(1, min(NPZ_BLOCK_ROWS, -(-rows // blocks_wanted)))
+        return [Block(i, str(path), kind, start, min(start + step, rows), start)
+                for i, start in enumerate(range(0, rows, step))]
     if kind == "parquet":
         import pyarrow.parquet as pq
 
@@ -112,7 +117,7 @@ def _plan(path: Path, kind: str, text_field: str, ray) -> list[Block]:
         return blocks
     if kind in ("csv", "tsv"):
         return [Block(0, str(path), kind, 0, path.stat().st_size, 0)]
-    ranges = _line_ranges(path)
+    ranges = _line_ranges(path, max(MIN_BLOCK_BYTES, min(BLOCK_BYTES, path.stat().st_size // blocks_wanted)))
     counted = ray.get([_count.remote(str(path), kind, start, stop, text_field) for start, stop in ranges])
     blocks, first, line = [], 0, 1
     for number, ((start, stop), (rows, lines)) in enumerate(zip(ranges, counted)):
@@ -122,13 +127,13 @@ def _plan(path: Path, kind: str, text_field: str, ray) -> list[Block]:
     return blocks
 
 
-def _line_ranges(path: Path) -> list[tuple[int, int]]:
-    """Byte ranges of about BLOCK_BYTES that start and end on line boundaries, found by reading a few bytes at
+def _line_ranges(path: Path, block_bytes: int = BLOCK_BYTES) -> list[tuple[int, int]]:
+    """Byte ranges of about `block_bytes` that start and end on line boundaries, found by reading a few bytes at
     each cut."""
     size = path.stat().st_size
     cuts = [0]
     with open(path, "rb") as handle:
-        position = BLOCK_BYTES
+        position = block_bytes
         while position < size:
             handle.seek(position)
             while True:
@@ -143,7 +148,7 @@ def _line_ranges(path: Path) -> list[tuple[int, int]]:
             if position >= size:
                 break
             cuts.append(position)
-            position += BLOCK_BYTES
+            position += block_bytes
     cuts.append(size)
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
