@@ -81,24 +81,3 @@ def test_keras_model_takes_torch_passes(keras_file, pixels, tmp_path):
     np.testing.assert_allclose(got, np.asarray(model.predict(pixels, verbose=0)), atol=1e-4)
     print("\n" + "; ".join(output.notes))
 
-
-def test_optimize_keras_file_like_a_torch_model(keras_file, tmp_path):
-    """The search takes a .keras file as it takes a torch model: baseline torch eager, candidates exported to ONNX."""
-    import infertune
-    from infertune.data import save_npz
-    from infertune.passes.export import ExportOnnx
-    from infertune.search.recipe import Recipe
-
-    path, _ = keras_file
-    data = tmp_path / "pixels.npz"
-    save_npz(data, {"pixels": np.random.default_rng(4).standard_normal((96, 8, 8, 1)).astype(np.float32)})
-    result = infertune.optimize(str(path), data=str(data), out=tmp_path / "run", max_drop=0.0,
-                                recipes=[Recipe(passes=(ExportOnnx(),), backend="onnxruntime")],
-                                timing={"warmup": 1, "min_runs": 5, "min_seconds": 0.0, "max_runs": 50,
-                                        "max_seconds": 5.0})
-    assert result.baseline["recipe"]["backend"]["name"] == "torch"
-    (candidate,) = result.candidates
-    print(f"\nKeras file optimized: {candidate['status']} {candidate.get('reason') or ''} "
-          f"speed-up {candidate.get('speedup', {}).get('value')}")
-    assert candidate["metric"]["name"] == "top1_agreement" and candidate["metric"]["drop"] == 0.0
-    assert candidate["status"] in ("ok", "rejected") and (tmp_path / "run" / "results.json").is_file()
