@@ -79,3 +79,12 @@ def test_once_confirming_began_only_a_confirmed_candidate_is_chosen():
     assert best([a, b], "latency")["id"] == "b"
     a["speedup"]["confirmed"] = {"value": 2.1, "low": 1.9, "high": 2.3, "rounds": 12, "stable": True}
     assert best([a, b], "latency")["id"] == "a"
+
+
+def test_faster_interleaved_but_slower_alone_is_rejected():
+    """As seen on minilm under torch.compile: 1.30x interleaved over the same few batches, while its own p50 over
+    natural-length batches (recompiling for new shapes) was 1355.7 ms against the baseline's 11.5 ms."""
+    recompiling = candidate("c3", 0.95, 1.1, p50=1355.697, speed=1.30)
+    judged = verdict(recompiling, {**BASE, "latency_ms": {"p50": 11.498}}, max_drop=0.01, objective="latency")
+    assert judged["status"] == "rejected" and "not faster when timed alone" in judged["reason"]
+    assert judged["speedup"]["score"] == pytest.approx(11.498 / 1355.697)

@@ -20,6 +20,7 @@ from infertune.search.select import best, mark_pareto, ranked, verdict
 OBJECTIVES = ("latency", "throughput", "size")
 CONFIRM_AT_MOST = 4  # leaders measured again before one is written as best
 CONFIRM_ROUNDS = 12
+CONFIRM_FLOOR_S = 240.0  # a confirmation rebuilds its candidate: past the time budget it still gets this long
 
 
 @dataclass
@@ -189,8 +190,8 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                 queue.extend(trained)
                 drain()
             if objective != "size" and len(finished) > 1:
-                _confirm_best(finished, trials, common, done, timeout_left(), objective,
-                              lambda r: _append(trials_file, r))
+                _confirm_best(finished, trials, common, done, max(timeout_left(), min(trial_timeout, CONFIRM_FLOOR_S)),
+                              objective, lambda r: _append(trials_file, r))
         except KeyboardInterrupt:
             stopped = "interrupted; run again with --resume to continue"
             raise

@@ -47,6 +47,10 @@ def verdict(candidate: dict[str, Any], baseline: dict[str, Any], *, max_drop: fl
                           f"choice never rests on such a ratio"}
     ratio = p50_ratio(candidate, baseline, objective)
     speed = {**speed, "p50_ratio": ratio, "score": score(speed["value"], ratio)}
+    if speed["score"] <= 1.0:  # timed alone, it is slower: the two measurements disagree and the lower counts
+        return {**candidate, "speedup": speed, "status": "rejected",
+                "reason": f"not faster when timed alone: interleaved speed-up {speed['value']:.2f}x, but the p50 "
+                          f"ratio (each timed in its own process) is {ratio:.2f}x; the lower one counts"}
     return {**candidate, "speedup": speed, "status": "ok", "reason": None}
 
 
