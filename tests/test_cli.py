@@ -168,3 +168,12 @@ def test_a_recipe_value_out_of_its_declared_range_exits_2_naming_the_field_and_r
     assert result.returncode == 2, result.stderr
     line = one_line_error(result)
     assert "pass 'prune-structured' option amount=1.5 is out of range: it takes a number in (0.0, 1.0)" in line
+
+
+def test_ray_without_an_address_means_a_local_cluster():
+    from infertune.cli import _ray_address_optional
+
+    assert _ray_address_optional(["predict", "m", "--ray"]) == ["predict", "m", "--ray", "local"]
+    assert _ray_address_optional(["serve", "m", "--ray", "--replicas", "2"]) == \
+        ["serve", "m", "--ray", "local", "--replicas", "2"]
+    assert _ray_address_optional(["serve", "m", "--ray", "10.0.0.5:6379"]) == ["serve", "m", "--ray", "10.0.0.5:6379"]

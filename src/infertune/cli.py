@@ -222,7 +222,8 @@ def optimize(
     recipe: Optional[Path] = typer.Option(None, help="re-apply this recipe.yaml instead of searching"),
     ray: Optional[str] = typer.Option(None, "--ray", help="run the trials on Ray, one per node at a time, each "
                                                           "holding the node's CPUs: an existing cluster's address "
-                                                          "(host:port, or auto), or 'local' to start one here"),
+                                                          "(host:port, or auto); alone, or 'local', a cluster "
+                                                          "started here"),
 ) -> None:
     """Search passes x backends for the fastest (or smallest) model within the accuracy budget."""
     from infertune.report.terminal import progress_reporter
@@ -279,7 +280,8 @@ def predict(
                                                    "heldout (a zoo data set's default)"),
     batch_size: int = typer.Option(32, help="samples per engine call (with --ray: rows per actor call)"),
     ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray Data: an existing cluster's address "
-                                                          "(host:port, or auto), or 'local' to start one here"),
+                                                          "(host:port, or auto); alone, or 'local', a cluster "
+                                                          "started here"),
     actors: str = typer.Option("2", help="with --ray: N actors, or MIN,MAX (Ray scales the pool between them)"),
     cpus_per_actor: float = typer.Option(1.0, help="with --ray: CPUs each actor holds (its runtime's threads)"),
 ) -> None:
@@ -346,7 +348,8 @@ def serve(
     threads: Optional[int] = typer.Option(None, help="intra-op threads per engine (default: the runtime's own, "
                                                      "or the cores split between workers and instances)"),
     ray: Optional[str] = typer.Option(None, "--ray", help="serve on Ray Serve: an existing cluster's address "
-                                                          "(host:port, or auto), or 'local' to start one here"),
+                                                          "(host:port, or auto); alone, or 'local', a cluster "
+                                                          "started here"),
     replicas: int = typer.Option(1, help="with --ray: model replicas"),
     autoscale: Optional[str] = typer.Option(None, help="with --ray: MIN,MAX replicas, scaled on ongoing requests"),
     cpus_per_replica: float = typer.Option(1.0, help="with --ray: CPUs each replica holds (its runtime threads)"),
@@ -450,10 +453,20 @@ def _usage_line(error) -> str:
     return f"error: {message} (see '{where} --help')"
 
 
+def _ray_address_optional(argv: list[str]) -> list[str]:
+    """`--ray` with no address (last, or followed by another option) means a local cluster: `--ray local`."""
+    out = []
+    for index, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--ray" and (index + 1 == len(argv) or argv[index + 1].startswith("-")):
+            out.append("local")
+    return out
+
+
 def main() -> None:
     click_exception, usage_error, abort, exit_ = _click_errors()
     try:
-        app(standalone_mode=False)
+        app(args=_ray_address_optional(sys.argv[1:]), standalone_mode=False)
     except abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
