@@ -262,12 +262,16 @@ class RayTrials:
                 raise RuntimeError("nothing is running on the Ray cluster to wait for")
             self._refresh(force=True)
             self._dispatch_retries()
-            if not self.flights and not self._idle_nodes() and not self._suspect_alive():
+            self._baselines_for_idle_nodes(Recipe.from_dict(self.common["baseline_recipe"]), 900.0)
+            if self.flights:
+                break  # a node that had no baseline yet times one; the lost task waits for it
+            if not self._idle_nodes() and not self._suspect_alive():
                 flight = self.retry.pop(0)
                 return flight, {"id": flight.trial_id, "recipe": flight.recipe.to_dict(),
                                 "backend": flight.recipe.backend,
                                 "error": "lost with its node, and no node of the cluster is left to run it",
                                 "attempts": {"count": flight.attempt - 1, "lost_on": list(flight.lost_on)}}
+            time.sleep(0.2)
         ready, _ = self.ray.wait(list(self.flights), num_returns=1)
         flight = self.flights.pop(ready[0])
         try:
