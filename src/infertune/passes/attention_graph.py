@@ -54,13 +54,18 @@ def _drop_dropout(graph) -> int:
     for node in list(graph.node):
         if node.op_type != "Dropout" or node.output[0] in outputs:
             continue
-        for other in graph.node:
-            for i, name in enumerate(other.input):
-                if name == node.output[0]:
-                    other.input[i] = node.input[0]
-        graph.node.remove(node)
+        _bypass(graph, node, node.input[0])
         count += 1
     return count
+
+
+def _bypass(graph, node, source: str) -> None:
+    """Every consumer of `node`'s output reads `source` instead, and `node` is removed."""
+    for other in graph.node:
+        for i, name in enumerate(other.input):
+            if name == node.output[0]:
+                other.input[i] = source
+    graph.node.remove(node)
 
 
 def _drop_nan_guards(graph) -> int:
@@ -72,17 +77,13 @@ def _drop_nan_guards(graph) -> int:
     for node in list(graph.node):
         if node.op_type != "Where" or len(node.input) != 3 or node.output[0] in outputs:
             continue
-        condition, zero, probabilities = (index.producer.get(name) for name in node.input)
+        condition, _, probabilities = (index.producer.get(name) for name in node.input)
         value = index.constant(node.input[1])
         if not (condition is not None and condition.op_type == "IsNaN" and probabilities is not None
                 and probabilities.op_type == "Softmax" and condition.input[0] == node.input[2]
                 and value is not None and not np.any(value)):
             continue
-        for other in graph.node:
-            for i, name in enumerate(other.input):
-                if name == node.output[0]:
-                    other.input[i] = node.input[2]
-        graph.node.remove(node)
+        _bypass(graph, node, node.input[2])
         count += 1
     return count
 
