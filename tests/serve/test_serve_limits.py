@@ -198,3 +198,57 @@ def test_past_the_connection_limit_new_connections_get_503_but_liveness_answers(
             metrics = fresh.get("/metrics").text
         assert 'infertune_http_refused_total{reason="evicted"}' in metrics
         assert 'infertune_http_refused_total{reason="connection_limit"}' in metrics
+
+
+def read_answer(sock: socket.socket, buffer: bytearray) -> bytes:
+    """One whole HTTP answer from `sock` (head and Content-Length body); what follows stays in `buffer`."""
+    while b"\r\n\r\n" not in buffer:
+        more = sock.recv(65536)
+        if not more:
+            raise ConnectionError(f"closed after {bytes(buffer)!r}")
+        buffer += more
+    head_end = buffer.index(b"\r\n\r\n") + 4
+    length = next((int(line.split(b":", 1)[1]) for line in bytes(buffer[:head_end]).split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(buffer) < head_end + length:
+        buffer += sock.recv(65536)
+    answer = bytes(buffer[:head_end + length])
+    del buffer[:head_end + length]
+    return answer
+
+
+def test_a_pipelined_request_inside_the_previous_ones_chunk_is_held_to_the_limits(guarded_server):
+    """The second request starts in the same packet as the first, so its headers are counted by the parser's
+    callbacks rather than before it: the first is answered, the second refused."""
+    fine = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    too_many = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n" + b"X-A: 1\r\n" * 150 + b"\r\n"
+    long_url = b"GET /v2/health/live?" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    for second, status in ((too_many, b"431"), (long_url, b"414")):
+        sock, buffer = connect(guarded_server.url), bytearray()
+        sock.sendall(fine + second)
+        assert read_answer(sock, buffer).startswith(b"HTTP/1.1 200")
+        assert read_answer(sock, buffer).startswith(b"HTTP/1.1 " + status)
+        sock.close()
+
+
+def test_a_kept_alive_connection_is_not_cut_by_the_deadlines_of_its_earlier_requests(guarded_server):
+    """Header deadline 2 s, body deadline 4 s: a connection whose requests each take 0.4 s to send, over 4 s in
+    all, gets every answer (one timer per connection follows the deadline as it moves), and a request whose
+    headers then stall is still refused at its own deadline."""
+    sock, buffer = connect(guarded_server.url), bytearray()
+    started = time.monotonic()
+    request = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    answers = []
+    while time.monotonic() - started < 4.5:
+        sock.sendall(request[:20])
+        time.sleep(0.4)
+        sock.sendall(request[20:])
+        answers.append(read_answer(sock, buffer)[:12])
+        time.sleep(0.3)
+    assert len(answers) >= 6 and set(answers) == {b"HTTP/1.1 200"}, answers
+    sock.sendall(request[:20])
+    stalled = time.monotonic()
+    sock.settimeout(6)
+    assert read_answer(sock, buffer).startswith(b"HTTP/1.1 408")
+    assert 1.5 < time.monotonic() - stalled < 3.5
+    sock.close()

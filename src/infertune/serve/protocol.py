@@ -57,7 +57,10 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().connection_made(transport)
         self._refusal: tuple[int, str, str] | None = None
         self._discarding = False
+        self._refuse_later = False
         self._timer = None
+        self._timer_at = 0.0
+        self._deadline: float | None = None
         self._new_head()
         self._arm(self.limits.header_timeout_s)  # a connection that never sends a byte is closed too
         self.opened[self] = None
@@ -66,7 +69,7 @@ class GuardedHttpTools(HttpToolsProtocol):
             self._make_room()
 
     def connection_lost(self, exc) -> None:
-        self._disarm()
+        self._stop_timer()
         self.opened.pop(self, None)
         self.on_connections(len(self.opened))
         super().connection_lost(exc)
@@ -92,7 +95,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._in_head = True
         self._line_done = False
         self._head_bytes = 0
-        self._header_count = 0
+        self._head_lines = 0
         self._tail = b""
 
     def data_received(self, data: bytes) -> None:
@@ -100,7 +103,7 @@ class GuardedHttpTools(HttpToolsProtocol):
             return
         self._unset_keepalive_if_required()
         if self._in_head:
-            if self._timer is None:  # the first byte of a request on a kept-alive connection
+            if self._deadline is None:  # the first byte of a request on a kept-alive connection
                 self._arm(self.limits.header_timeout_s)
             self._count_head(data)
             if self._refusal is not None:
@@ -116,22 +119,28 @@ class GuardedHttpTools(HttpToolsProtocol):
         except httptools.HttpParserError as e:
             if self._refusal is None:
                 self._refusal = (400, "bad_request", f"invalid HTTP request ({e}): send HTTP/1.1")
-            self._refuse()
+            if self._answering():  # a pipelined request refused while earlier ones are answered: refuse after them
+                self._discarding = True
+                self._refuse_later = True
+            else:
+                self._refuse()
 
     def _count_head(self, data: bytes) -> None:
-        """Bytes of the request line and headers so far, counted before the parser sees them."""
+        """Bytes and lines of the request line and headers so far, counted before the parser sees them."""
         window = self._tail + data
         end = _head_end(window)
         before = self._head_bytes
         if end < 0:
-            self._head_bytes += len(data)
+            head = len(data)
             self._tail = window[-3:]
         else:
-            self._head_bytes += end - len(self._tail)
+            head = end - len(self._tail)
             self._in_head = False  # the rest is body (a pipelined next request is counted from its next chunk)
+        self._head_bytes += head
+        self._head_lines += data.count(b"\n", 0, head)
         if not self._line_done:
-            newline = data.find(b"\n")
-            line = before + (len(data) if newline < 0 else newline)
+            newline = data.find(b"\n", 0, head)
+            line = before + (head if newline < 0 else newline)
             self._line_done = newline >= 0
             if line > self.limits.max_request_line:
                 self._refusal = (414, "request_line", f"the request line is over the limit of "
@@ -140,31 +149,25 @@ class GuardedHttpTools(HttpToolsProtocol):
         if self._head_bytes > self.limits.max_header_bytes:
             self._refusal = (431, "header_bytes", f"the request line and headers are over the limit of "
                                                   f"{self.limits.max_header_bytes} bytes (--max-header-bytes)")
-
-    # -- parser callbacks ----------------------------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._url_bytes = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._url_bytes += len(url)
-        if self._url_bytes > self.limits.max_request_line:
-            self._refusal = (414, "request_line", f"the request line is over the limit of "
-                                                  f"{self.limits.max_request_line} bytes (--max-request-line)")
-            raise _Refused
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self.limits.max_headers:
+        elif self._head_lines > self.limits.max_headers + 2:  # the request line, the headers, the blank line
             self._refusal = (431, "header_count", f"the request has over {self.limits.max_headers} header fields "
                                                   f"(--max-headers)")
-            raise _Refused
-        super().on_header(name, value)
+
+    # -- parser callbacks ----------------------------------------------------------------------------------
+    # Only the two that run once a request: a per-header or per-URL-piece override would cost every request a
+    # Python call per header. The bytes before the parser are counted in `_count_head`; a pipelined request that
+    # starts inside the previous one's chunk is bounded by that chunk and checked here, once its headers are in.
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if len(self.headers) > self.limits.max_headers:
+            self._refusal = (431, "header_count", f"the request has over {self.limits.max_headers} header fields "
+                                                  f"(--max-headers)")
+            raise _Refused
+        if len(self.url) > self.limits.max_request_line:
+            self._refusal = (414, "request_line", f"the request line is over the limit of "
+                                                  f"{self.limits.max_request_line} bytes (--max-request-line)")
+            raise _Refused
         self._arm(self.limits.body_timeout_s - self.limits.header_timeout_s + self._left())
         super().on_headers_complete()
 
@@ -173,23 +176,53 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._new_head()
         super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refuse_later and not self._answering() and not self.transport.is_closing():
+            self._refuse_later = False
+            self._refuse()
+
+    def _answering(self) -> bool:
+        """Earlier requests of this connection are still being answered (HTTP/1.1 answers in order)."""
+        return (self.cycle is not None and not self.cycle.response_complete) or bool(self.pipeline)
+
     # -- deadlines -----------------------------------------------------------------------------------------
+    # One timer per connection, not one per request: arming a deadline only moves `_deadline`, and the timer,
+    # when it fires before the deadline (which moved later) or after a disarm, re-arms itself or stops. A request
+    # on a kept-alive connection so costs two float stores instead of two timer creations and cancellations.
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._deadline = self.loop.time() + max(seconds, 0.0)
-        self._timer = self.loop.call_at(self._deadline, self._timed_out)
+        deadline = self.loop.time() + max(seconds, 0.0)
+        if self._timer is None or self._timer_at > deadline:  # none yet, or it would fire too late
+            self._stop_timer()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+        self._deadline = deadline
 
     def _disarm(self) -> None:
+        self._deadline = None  # the timer, if any, finds no deadline when it fires and stops
+
+    def _stop_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _left(self) -> float:
-        return max(0.0, self._deadline - self.loop.time()) if self._timer is not None else 0.0
+        return max(0.0, self._deadline - self.loop.time()) if self._deadline is not None else 0.0
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return
+        if self._deadline > self.loop.time():  # the deadline moved since the timer was set
+            self._timer_at = self._deadline
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+            return
+        self._deadline = None
+        self._timed_out()
 
     def _timed_out(self) -> None:
-        self._timer = None
         if self.transport.is_closing():
             return
         if self._in_head and self._head_bytes == 0:  # nothing of a request arrived: an idle connection
@@ -230,18 +263,19 @@ class GuardedHttpTools(HttpToolsProtocol):
         """Close after the answer, as nginx's lingering_close does: send FIN, then read and drop what the client
         still sends for a moment. Closing with unread bytes would send a reset, and the client's kernel may drop
         our answer before the client reads it."""
-        self._disarm()
+        self._stop_timer()
         self._discarding = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
             self._timer = self.loop.call_later(LINGER_S, self.transport.close)
+            self._timer_at = float("inf")  # never taken for a deadline timer: no deadline is armed again
         else:
             self.transport.close()
 
     def _close_quietly(self, reason: str | None) -> None:
         if reason is not None:
             self.on_refused(reason)
-        self._disarm()
+        self._stop_timer()
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True
             self.cycle.message_event.set()
@@ -250,8 +284,11 @@ class GuardedHttpTools(HttpToolsProtocol):
 
 def _head_end(data: bytes) -> int:
     """Index just past the blank line that ends a request's headers, or -1."""
-    ends = [i + len(mark) for mark in (b"\r\n\r\n", b"\n\n") if (i := data.find(mark)) >= 0]
-    return min(ends) if ends else -1
+    crlf = data.find(b"\r\n\r\n")
+    lf = data.find(b"\n\n", 0, crlf if crlf >= 0 else len(data))  # bare line feeds, which the parser takes too
+    if lf >= 0:
+        return lf + 2
+    return crlf + 4 if crlf >= 0 else -1
 
 
 def _over_limit(app, max_connections: int, on_refused):
