@@ -5,7 +5,7 @@ size on disk, batch-1 p50 / p99, large-batch throughput, and the speed-up agains
 in the same run. ONNX and OpenVINO artifacts are measured in a fresh process each; torch artifacts changed in
 memory (BN folding, torchao) are measured in this process, one after another.
 
-    .venv/bin/python benchmarks/passes.py [--quick] [--only minilm|digits-cnn] [--out docs/benchmarks.md]
+    .venv/bin/python benchmarks/passes.py [--quick] [--only minilm|digits-cnn] [--rows TEXT ...] [--out docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -161,7 +161,20 @@ def quality(model_name, fid, baseline_top1):
     return f"top-1 {fid['top1_candidate']:.4f} ({(fid['top1_candidate'] - baseline_top1) * 100:+.1f} pt)"
 
 
-def run_model(name: str, timing: Timing, workdir: Path) -> str:
+def selected(name: str, patterns: list[str] | None) -> list[tuple]:
+    """The model's rows whose label holds one of `patterns` (all when none), with the fp32 rows they are compared
+    with, in the table's order."""
+    rows = ROWS[name]
+    if not patterns:
+        return rows
+    chosen = [row for row in rows if any(p.lower() in row[0].lower() for p in patterns)]
+    if not chosen:
+        raise SystemExit(f"--rows {patterns} match no {name} row: rows are " + "; ".join(r[0] for r in rows))
+    keep = {row[0] for row in chosen} | {row[4] for row in chosen} | {TORCH_BASE}
+    return [row for row in rows if row[0] in keep]
+
+
+def run_model(name: str, timing: Timing, workdir: Path, patterns: list[str] | None = None) -> str:
     sizes = BATCHES[name]
     model, dataset = resolve(name)
     split, data_name = dataset.split("heldout"), dataset.name
@@ -171,7 +184,7 @@ def run_model(name: str, timing: Timing, workdir: Path) -> str:
         first = next(iter(reference.values()))
         baseline_top1 = float(np.mean(first.argmax(axis=1) == split.labels[:len(first)]))
     rows, p50s, built = [], {}, {}
-    for i, (label, passes, backend, options, versus) in enumerate(ROWS[name]):
+    for i, (label, passes, backend, options, versus) in enumerate(selected(name, patterns)):
         print(f"   [{name}] {label}", file=sys.stderr, flush=True)
         try:
             artifact, notes, trained = build(model, passes, dataset, workdir / name, built)
@@ -224,18 +237,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short timing (a smoke run, not for quoting)")
     parser.add_argument("--only", choices=sorted(ROWS), help="one model only")
+    parser.add_argument("--rows", action="append", metavar="TEXT",
+                        help="only the rows whose label holds TEXT (and the fp32 rows they are compared with)")
+    parser.add_argument("--title", help="the section's title in --out (default: Passes, with the model and rows "
+                                        "when --only or --rows narrows the run, so the full table stays)")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
     timing = Timing(min_runs=5, min_seconds=0.2) if args.quick else Timing(min_runs=100, min_seconds=3.0)
+    title = args.title or ("Passes" + (f": {args.only}" if args.only else "")
+                           + (f", rows matching {', '.join(repr(r) for r in args.rows)}" if args.rows else ""))
+    for name in [args.only] if args.only else ROWS:
+        selected(name, args.rows)  # a pattern that matches nothing stops here, before any work
 
     sections = []
     with tempfile.TemporaryDirectory(prefix="infertune-passes-") as tmp:
         for name in ([args.only] if args.only else ROWS):
-            sections.append(run_model(name, timing, Path(tmp)))
+            sections.append(run_model(name, timing, Path(tmp), args.rows))
             print(sections[-1], flush=True)
     from benchmarks_common import header
 
-    body = header("Passes", "benchmarks/passes.py", args.quick,
+    body = header(title, "benchmarks/passes.py", args.quick,
                   "Passes calibrate on the calibration split and train (fine-tuning, distillation) on the train "
                   "split; quality is measured on the first 256 held-out samples against torch eager fp32; latency "
                   "on the held-out split (natural-length sentences for minilm). ONNX/OpenVINO rows ran in a fresh "
