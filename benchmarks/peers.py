@@ -100,7 +100,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="infertune-peers-") as tmp:
         for i, (label, passes, backend, options) in enumerate(rows):
             print(f"   {label}", file=sys.stderr, flush=True)
-            artifact, _ = build(model, passes, dataset, Path(tmp), {})
+            artifact, _, _ = build(model, passes, dataset, Path(tmp), {})
             outputs = Path(tmp) / f"outputs-{i}.npz"
             result = measure("minilm", artifact, backend, options, (1, 32), timing, outputs, split, data_name)
             if not result.ok:

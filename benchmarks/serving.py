@@ -174,7 +174,8 @@ def workers_figures(quick: bool, say, engine: dict) -> list[str]:
     the engine's offline throughput, with the server's CPU-seconds per 1,000 requests."""
     n = 4000 if quick else 20000
     rows = ["| --workers | --threads each | requests | samples/s | share of offline (b32) | p50 ms | p99 ms | server "
-            "CPU-s per 1,000 requests | statuses |", "|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+            "CPU-s per 1,000 requests | load generator CPU-s per 1,000 requests | statuses |",
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     figures = {}
     for workers in (1, 2):
         args = ["--backend", "onnxruntime", "--cache-size", "0", "--max-queue", "1024", "--workers", str(workers)]
@@ -190,13 +191,22 @@ def workers_figures(quick: bool, say, engine: dict) -> list[str]:
                 rows.append(f"| {workers} | {'1' if workers > 1 else 'runtime default'} | {label} | "
                             f"{result.items_per_s:.0f} | {result.items_per_s / engine['throughput']:.0%} | "
                             f"{result.percentile(50):.2f} | {result.percentile(99):.2f} | "
-                            f"{result.cpu_s_per_1000:.3f} | {dict(result.statuses)} |")
+                            f"{result.cpu_s_per_1000:.3f} | {result.client_cpu_s_per_1000:.3f} | "
+                            f"{dict(result.statuses)} |")
     one = figures[(2, "1 sample, JSON")].items_per_s / figures[(1, "1 sample, JSON")].items_per_s
     eight = figures[(2, "8 samples, binary")].items_per_s / figures[(1, "8 samples, binary")].items_per_s
     energy = figures[(1, "1 sample, JSON")].energy_note
+    alone = figures[(1, "1 sample, JSON")]
+    # With the generator on the same cores, two workers get what the generator leaves: the ceiling of their
+    # speed-up over one worker follows from the CPU each side spends per request.
+    server, client = alone.cpu_s_per_1000, alone.client_cpu_s_per_1000
+    ceiling = (f" With the generator spending {client:.3f} CPU-s per 1,000 requests and one worker {server:.3f}, "
+               f"2 cores can answer at most {2000 / (server + client):.0f} requests/s however many workers serve: "
+               f"{2000 / (server + client) / alone.throughput:.2f}x the one-worker figure." if server and client else "")
     return rows + ["", f"Engine offline (this process, before any server): {engine['throughput']:.0f} samples/s at "
                        f"batch 32, {engine['b1_throughput']:.0f} at batch 1. Two workers over one: {one:.2f}x with "
-                       f"1-sample requests, {eight:.2f}x with 8-sample binary ones. {energy[:1].upper() + energy[1:]}.",
+                       f"1-sample requests, {eight:.2f}x with 8-sample binary ones.{ceiling} "
+                       f"{energy[:1].upper() + energy[1:]}.",
                    ""]
 
 

@@ -32,6 +32,8 @@ class LoadResult:
     generator_waits: int = 0
     rows: int = 1  # samples per request
     server_cpu_s: float | None = None  # the server's CPU time (all its processes) over the run, from its /metrics
+    client_cpu_s: float | None = None  # this load generator's own CPU time over the run (on the same machine, it
+    #                                    competes with the server for the cores)
     energy_j: float | None = None  # the machine's energy over the run, where it exposes it (RAPL)
     energy_note: str = ""
 
@@ -40,6 +42,12 @@ class LoadResult:
         """Server CPU-seconds per 1,000 requests answered (of any status)."""
         answered = sum(self.statuses.values())
         return self.server_cpu_s / answered * 1000 if self.server_cpu_s is not None and answered else None
+
+    @property
+    def client_cpu_s_per_1000(self) -> float | None:
+        """The load generator's CPU-seconds per 1,000 requests answered."""
+        answered = sum(self.statuses.values())
+        return self.client_cpu_s / answered * 1000 if self.client_cpu_s is not None and answered else None
 
     @property
     def joules_per_1000(self) -> float | None:
@@ -67,7 +75,8 @@ class LoadResult:
                 "items_per_s": self.items_per_s, "statuses": dict(self.statuses),
                 "p50_ms": self.percentile(50), "p90_ms": self.percentile(90), "p99_ms": self.percentile(99),
                 "generator_waits": self.generator_waits, "server_cpu_s": self.server_cpu_s,
-                "server_cpu_s_per_1000": self.cpu_s_per_1000, "energy_j": self.energy_j,
+                "server_cpu_s_per_1000": self.cpu_s_per_1000, "client_cpu_s": self.client_cpu_s,
+                "client_cpu_s_per_1000": self.client_cpu_s_per_1000, "energy_j": self.energy_j,
                 "joules_per_1000": self.joules_per_1000, "energy_note": self.energy_note}
 
 
@@ -130,7 +139,7 @@ async def _loadtest(url, model, concurrency, requests, rate, data, token, timeou
             if progress and (done % step == 0 or done == requests):
                 progress(done, requests)
 
-        started = time.perf_counter()
+        started, client_cpu = time.perf_counter(), time.process_time()
         if rate is None:
             counter = iter(range(requests))
 
@@ -156,6 +165,7 @@ async def _loadtest(url, model, concurrency, requests, rate, data, token, timeou
             if tasks:
                 await asyncio.wait(tasks)
         result.seconds = time.perf_counter() - started
+        result.client_cpu_s = time.process_time() - client_cpu
         cpu_after = await _server_cpu(pool, target)
         if cpu_before is not None and cpu_after is not None:
             result.server_cpu_s = cpu_after - cpu_before
