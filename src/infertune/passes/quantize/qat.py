@@ -255,9 +255,20 @@ def export_int8(model, ctx: PassContext, config: Qat):
     inputs = sample_batches(model, calibration, count=16, batch=8)
     target = ctx.workdir / "qat-int8.onnx"
     if config.activations == "static":
-        # the QDQ pairs carry the very (frozen) scales the model was trained with; the export checks its numbers
-        exported = export.export_onnx(model, target, inputs=inputs, atol=float("inf"), min_cosine=config.min_cosine)
-        return target, exported.meta["export_check"]
+        import onnx
+
+        from infertune.passes.quantize.qat_onnx import to_qdq
+
+        # the QDQ pairs carry the very (frozen) scales the model was trained with; to_qdq lays them out as ONNX
+        # Runtime's int8 kernels take them (int8 weights, quantized layer outputs)
+        fake_quant = ctx.workdir / "qat-fake-quant.onnx"
+        export.export_onnx(model, fake_quant, inputs=inputs, atol=float("inf"), min_cosine=config.min_cosine)
+        low, high = (0, 255) if config.activation_type == "quint8" else (-128, 127)
+        proto = to_qdq(onnx.load(str(fake_quant)), sample_batches(model, calibration, count=CALIBRATION_SAMPLES,
+                                                                    batch=16), (low, high))
+        onnx.save(proto, str(target))
+        fake_quant.unlink()
+        return target, export.check(model, target, atol=float("inf"), min_cosine=config.min_cosine, inputs=inputs)
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     plain = dataclasses.replace(model, module=_without_fake_quant(model.module))
