@@ -28,16 +28,15 @@ FLOAT_LAYERS = {"Conv", "FusedConv", "NchwcConv", "MatMul", "FusedMatMul", "Gemm
 
 
 class ResidualCnn(nn.Module):
-    """(N, 1, 8, 8) -> 10: conv-BN-ReLU, a residual conv (its output has no quantized reader: calibrated), a
-    strided conv, average pooling and a linear head."""
+    """(N, 1, 8, 8) -> 10: conv-BN-ReLU, a residual conv, a strided conv-ReLU-MaxPool, a linear head."""
 
     def __init__(self):
         super().__init__()
         torch.manual_seed(1)
         self.stem = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
         self.inner = nn.Conv2d(32, 32, 3, padding=1)
-        self.down = nn.Sequential(nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU())
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+        self.down = nn.Sequential(nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * 2 * 2, 10))
 
     def forward(self, input):
         x = self.stem(input)
@@ -108,11 +107,15 @@ def _assert_int8_layout(model, dataset, out, tmp_path):
     assert size <= static.model.onnx_path.stat().st_size and size < 0.35 * (tmp_path / "fp32.onnx").stat().st_size
 
 
-@pytest.mark.parametrize("name", ["residual-cnn", "gelu-stack"])
-def test_qat_static_export_runs_int8_kernels_like_int8_static(name, mlp_model, mlp_dataset, cnn_model, tmp_path):
+# calibrated: layer outputs that reach no quantized layer through ReLU, MaxPool or reshapes alone (a residual
+# branch, the bias Add after a MatMul, the logits); the others take the next layer's trained input range
+@pytest.mark.parametrize("name, calibrated", [("residual-cnn", "3 of 4"), ("gelu-stack", "4 of 4")])
+def test_qat_static_export_runs_int8_kernels_like_int8_static(name, calibrated, mlp_model, mlp_dataset, cnn_model,
+                                                              tmp_path):
     model, dataset = _case(name, mlp_model, mlp_dataset, cnn_model)
     out = apply(model, Qat(steps=1, lr=1e-12), PassContext(workdir=tmp_path, dataset=dataset))
     _assert_int8_layout(model, dataset, out, tmp_path)
+    assert any(note.startswith(f"{calibrated} quantized layer outputs") for note in out.notes), out.notes
     x = dataset.split("calibration").inputs["input"][:32]
     got = next(iter(load_session(out.model, "onnxruntime").run({"input": x}).values()))
     want = _fake_quant_outputs(model, dataset, x)
@@ -138,3 +141,4 @@ def test_qat_on_digits_cnn_runs_qlinearconv_and_qgemm_with_int8_weights(tmp_path
     out = apply(model, Qat(steps=2), PassContext(workdir=tmp_path, dataset=dataset))
     _assert_int8_layout(model, dataset, out, tmp_path)
     assert out.details["export_check"]["logits"]["min_cosine"] > 0.999
+    assert any(note.startswith("1 of 5 quantized layer outputs") for note in out.notes)  # the logits only

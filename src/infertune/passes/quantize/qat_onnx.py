@@ -58,8 +58,9 @@ class _Graph:
         return found[0] if len(found) == 1 and tensor not in self.outputs else None
 
 
-def to_qdq(proto, calibration: list[dict[str, np.ndarray]], activation_range: tuple[int, int]):
-    """Rewrite the fake-quant export `proto` in place (see the module docstring); returns it.
+def to_qdq(proto, calibration: list[dict[str, np.ndarray]], activation_range: tuple[int, int]) -> list[str]:
+    """Rewrite the fake-quant export `proto` in place (see the module docstring); returns the layer outputs whose
+    range was calibrated, not learned.
 
     `calibration`: input batches for the layer outputs without a learned range; `activation_range`: (qmin, qmax)
     of the activation type, (0, 255) for uint8."""
@@ -69,17 +70,21 @@ def to_qdq(proto, calibration: list[dict[str, np.ndarray]], activation_range: tu
     layers = [n for n in graph.graph.node if n.op_type in LAYERS and _is_quantized(graph, n)]
     unranged = []
     for layer in layers:
+        readers = graph.consumers.get(layer.output[0], [])
+        if len(readers) == 1 and readers[0].op_type == "QuantizeLinear" and layer.output[0] not in graph.outputs:
+            continue  # the next layer's input quantizer already sits on this output
         learned = _learned_range(graph, layer.output[0])
         if learned is not None:
             _quantize_output(graph, layer, *learned)
         else:
-            unranged.append(layer)
+            unranged.append(layer.output[0])
     if unranged:
-        ranges = _calibrate(proto, [layer.output[0] for layer in unranged], calibration, activation_range)
-        for layer in unranged:
-            _quantize_output(graph, layer, *ranges[layer.output[0]])
+        ranges = _calibrate(proto, unranged, calibration, activation_range)
+        for layer in layers:
+            if layer.output[0] in ranges:
+                _quantize_output(graph, layer, *ranges[layer.output[0]])
     _drop_dead(graph)
-    return proto
+    return unranged
 
 
 def _dq_source(graph: _Graph, tensor: str):
