@@ -7,8 +7,9 @@ folds no weight into int8 in the file. So, keeping every scale the training lear
 - a weight's QuantizeLinear becomes an int8 initializer feeding its DequantizeLinear (per-channel, as ONNX
   Runtime's quantizer writes it); a Transpose between that DequantizeLinear and a MatMul moves into the weight;
 - a quantized layer's output gets a QuantizeLinear/DequantizeLinear pair with the learned range of the next
-  layer's input where only order-preserving operators (ReLU, MaxPool, reshapes) lie between them: quantizing
-  before them equals quantizing after them, so the numbers are the fake-quant model's;
+  layer's input where only order-preserving operators (ReLU, MaxPool, reshapes) lie between them, and so does
+  each of those operators' outputs: quantizing before them equals quantizing after them, so the numbers are the
+  fake-quant model's, and ONNX Runtime runs the operators between on int8;
 - any other layer output gets a range from the calibration batches (min/max, as ONNX Runtime's quantizer
   calibrates): ONNX Runtime runs no QLinearConv or QGemm with a float output.
 """
@@ -75,7 +76,9 @@ def to_qdq(proto, calibration: list[dict[str, np.ndarray]], activation_range: tu
             continue  # the next layer's input quantizer already sits on this output
         learned = _learned_range(graph, layer.output[0])
         if learned is not None:
-            _quantize_output(graph, layer, *learned)
+            scale, zero, path = learned
+            for node in [layer, *path[:-1]]:  # each operator on the way runs on int8 (ONNX Runtime drops the pairs)
+                _quantize_output(graph, node, scale, zero)
         else:
             unranged.append(layer.output[0])
     if unranged:
@@ -103,11 +106,11 @@ def _weights_to_int8(graph: _Graph) -> None:
     from onnx import helper
 
     for node in list(graph.graph.node):
-        if node.op_type != "QuantizeLinear" or node.input[0] not in graph.values:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 3 or not set(node.input) <= set(graph.values):
             continue
         scale, zero = graph.values[node.input[1]], graph.values[node.input[2]]
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         weight = graph.values[node.input[0]]
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % max(weight.ndim, 1)
         shape = [1] * weight.ndim
         if scale.size > 1:
             shape[axis] = scale.size
@@ -134,9 +137,10 @@ def _weights_to_int8(graph: _Graph) -> None:
 
 
 def _learned_range(graph: _Graph, tensor: str):
-    """(scale, zero point) of the activation QuantizeLinear reached from `tensor` through order-preserving
-    operators that nothing else reads; None where the path branches, meets another operator, or the
-    quantizers at its end disagree (the q, k and v projections of one tensor, say)."""
+    """(scale, zero point, the operators passed) of the activation QuantizeLinear reached from `tensor` through
+    order-preserving operators that nothing else reads; None where the path branches, meets another operator, or
+    the quantizers at its end disagree (the q, k and v projections of one tensor, say)."""
+    path = []
     while True:
         readers = graph.consumers.get(tensor, [])
         if tensor in graph.outputs or not readers:
@@ -149,15 +153,17 @@ def _learned_range(graph: _Graph, tensor: str):
             if len(found) != 1:
                 return None
             scale, zero = found.pop()
-            return np.float32(scale), np.array(zero, graph.values[readers[0].input[2]].dtype)
+            return np.float32(scale), np.array(zero, graph.values[readers[0].input[2]].dtype), path
         reader = graph.only_consumer(tensor)
         if reader is None or reader.op_type not in ORDER_PRESERVING or reader.input[0] != tensor:
             return None
+        path.append(reader)
         tensor = reader.output[0]
 
 
 def _quantize_output(graph: _Graph, layer, scale, zero) -> None:
-    """layer -> QuantizeLinear -> DequantizeLinear -> what read the layer's output before."""
+    """layer -> QuantizeLinear -> DequantizeLinear -> what read the layer's output before (any single-output
+    node will do as `layer`)."""
     from onnx import helper
 
     out = layer.output[0]
