@@ -94,7 +94,7 @@ def _fake_quant_outputs(model, dataset, inputs):
         return module(torch.from_numpy(inputs)).numpy()
 
 
-def _assert_int8_layout(model, dataset, out, tmp_path):
+def _assert_int8_layout(model, dataset, out, tmp_path) -> collections.Counter:
     ops = _ort_graph(out.model.onnx_path, tmp_path)
     kernels = {op: n for op, n in ops.items() if op in INT8_KERNELS}
     assert sum(kernels.values()) == _layers(model.module) and not FLOAT_LAYERS & set(ops), ops
@@ -105,6 +105,7 @@ def _assert_int8_layout(model, dataset, out, tmp_path):
     assert weights and all(i.data_type == onnx.TensorProto.INT8 for i in weights)
     size = out.model.onnx_path.stat().st_size  # int8 weights plus the graph: a quarter of fp32 and a little
     assert size <= static.model.onnx_path.stat().st_size and size < 0.35 * (tmp_path / "fp32.onnx").stat().st_size
+    return ops
 
 
 # calibrated: layer outputs that reach no quantized layer through ReLU, MaxPool or reshapes alone (a residual
@@ -139,6 +140,7 @@ def test_qat_on_digits_cnn_runs_qlinearconv_and_qgemm_with_int8_weights(tmp_path
 
     model, dataset = load_model("digits-cnn"), load_dataset("digits")
     out = apply(model, Qat(steps=2), PassContext(workdir=tmp_path, dataset=dataset))
-    _assert_int8_layout(model, dataset, out, tmp_path)
+    ops = _assert_int8_layout(model, dataset, out, tmp_path)
+    assert ops["QuantizeLinear"] == ops["DequantizeLinear"] == 1, ops  # int8 from the pixels to the logits
     assert out.details["export_check"]["logits"]["min_cosine"] > 0.999
     assert any(note.startswith("1 of 5 quantized layer outputs") for note in out.notes)  # the logits only
