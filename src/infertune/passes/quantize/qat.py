@@ -9,8 +9,10 @@ torch.ao fake-quant exports as exactly the QDQ pair that ONNX Runtime fuses into
 Scheme: per-channel symmetric int8 weights on every Linear and Conv2d; activations at their inputs either
 static (uint8 or int8, one range per tensor, calibrated on the calibration split, trained with the weights, then
 frozen) or dynamic (a range per batch, as ONNX Runtime's DynamicQuantizeLinear computes it). Static exports the
-fake-quant graph itself (QDQ); dynamic exports the trained float weights and quantizes them with ONNX Runtime's
-dynamic quantizer, whose per-channel weight scales are the same absmax / 127.5.
+fake-quant graph and lays it out as ONNX Runtime's int8 kernels take it (`qat_onnx.py`: int8 weights, quantized
+layer outputs, the learned scales kept); dynamic exports the trained float weights and quantizes them with ONNX
+Runtime's dynamic quantizer, whose per-channel weight scales are the same absmax / 127.5 (its ConvInteger takes
+one weight scale per tensor, so convolutions get that).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def qat(model, config: Qat, ctx: PassContext) -> PassOutput:
         student.load_state_dict(untrained)
         freeze_ranges(student)
     with torch.no_grad():
-        path, check = export_int8(quantized, ctx, config)
+        path, check, calibrated = export_int8(quantized, ctx, config)
     worst = min(figures["min_cosine"] for figures in check.values())
     notes = [f"QAT int8: per-channel int8 weights, {_activation_text(config)} activations on {len(wrapped)} layers; "
              f"trained {stats.steps} steps ({stats.epochs:.2f} epochs, stopped by {stats.stopped_by}) in "
@@ -97,6 +99,9 @@ def qat(model, config: Qat, ctx: PassContext) -> PassOutput:
              + f"; exported graph vs fake-quant model: min cosine {worst:.5f}"]
     if folded is not None:
         notes.append("batch norm folded into the convolutions before training")
+    if calibrated:
+        notes.append(f"{len(calibrated)} of {len(wrapped)} quantized layer outputs feed no quantized layer through "
+                     f"ReLU, pooling or reshapes: their int8 range is calibrated (min/max), not trained")
     return PassOutput(as_onnx(model, path), notes=notes,
                       details={"train_seconds": stats.seconds, "train_steps": stats.steps, "export_check": check,
                                "fidelity_before": before, "fidelity_after": after, "trained_weights_kept": kept})
@@ -248,16 +253,30 @@ def _freeze_after(module, steps: int):
 
 
 def export_int8(model, ctx: PassContext, config: Qat):
-    """The int8 ONNX graph, checked against the fake-quant model: (path, per-output check report)."""
+    """The int8 ONNX graph, checked against the fake-quant model: (path, per-output check report, the layer
+    outputs whose range was calibrated, not learned)."""
     from infertune.passes import export
 
     calibration = ctx.split("calibration")
     inputs = sample_batches(model, calibration, count=16, batch=8)
     target = ctx.workdir / "qat-int8.onnx"
     if config.activations == "static":
-        # the QDQ pairs carry the very (frozen) scales the model was trained with; the export checks its numbers
-        exported = export.export_onnx(model, target, inputs=inputs, atol=float("inf"), min_cosine=config.min_cosine)
-        return target, exported.meta["export_check"]
+        import onnx
+
+        from infertune.passes.quantize.qat_onnx import to_qdq
+
+        # the QDQ pairs carry the very (frozen) scales the model was trained with; to_qdq lays them out as ONNX
+        # Runtime's int8 kernels take them (int8 weights, quantized layer outputs)
+        fake_quant = ctx.workdir / "qat-fake-quant.onnx"
+        export.export_onnx(model, fake_quant, inputs=inputs, atol=float("inf"), min_cosine=config.min_cosine)
+        low, high = (0, 255) if config.activation_type == "quint8" else (-128, 127)
+        proto = onnx.load(str(fake_quant))
+        calibrated = to_qdq(proto, sample_batches(model, calibration, count=CALIBRATION_SAMPLES, batch=16),
+                            (low, high))
+        onnx.save(proto, str(target))
+        fake_quant.unlink()
+        return target, export.check(model, target, atol=float("inf"), min_cosine=config.min_cosine,
+                                    inputs=inputs), calibrated
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     plain = dataclasses.replace(model, module=_without_fake_quant(model.module))
@@ -265,7 +284,7 @@ def export_int8(model, ctx: PassContext, config: Qat):
     export.export_onnx(plain, fp32, inputs=inputs)
     quantize_dynamic(str(fp32), str(target), op_types_to_quantize=["MatMul", "Gemm", "Conv"], per_channel=True,
                      weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": 1})
-    return target, export.check(model, target, atol=float("inf"), min_cosine=config.min_cosine, inputs=inputs)
+    return target, export.check(model, target, atol=float("inf"), min_cosine=config.min_cosine, inputs=inputs), []
 
 
 def _without_fake_quant(module):
