@@ -40,7 +40,7 @@ def test_the_rarer_shapes_round_trip():
     sent again, a confirmation refused before it ran (no recipe), NaN metrics, a sensitivity table, unknown keys."""
     recipe = {"format": "infertune.recipe", "version": 1, "passes": [], "backend": {"name": "onnxruntime"}}
     shapes = [
-        TrialRecord(id="c02", recipe=recipe, backend="onnxruntime", measured=True, metric=Metric("top1", 0.9, drop=0.0),
+        TrialRecord(id="c02", recipe=recipe, backend="onnxruntime", metric=Metric("top1", 0.9, drop=0.0),
                     details={"sensitivity": [{"layer": "fc1", "drop_alone": 0.001}], "kept_float": ["fc1"]},
                     speedup=Speedup(batch=1, value=1.5, low=1.2, high=1.8, rounds=8, p50_ratio=None, score=1.5,
                                     confirm_error="worker exited with code -9"),
@@ -49,7 +49,7 @@ def test_the_rarer_shapes_round_trip():
                     attempts=Attempts(3, ("127.0.0.1 (abcdef12)",)), status=Status.FAILED,
                     reason="lost with its node or worker 3 times"),
         TrialRecord(id="c04+confirm", error="no node of the Ray cluster is free to run it", confirms="c04"),
-        TrialRecord(id="c05", recipe=recipe, backend="onnxruntime", measured=True, metric=Metric("none", math.nan),
+        TrialRecord(id="c05", recipe=recipe, backend="onnxruntime", metric=Metric("none", math.nan),
                     extra={"from_a_newer_version": {"x": 1}}),
     ]
     for record in shapes:

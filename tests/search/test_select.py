@@ -9,7 +9,7 @@ RECIPE = {"format": "infertune.recipe", "version": 1, "passes": [], "backend": {
 
 
 def record(cid, value, p50, size, metric="top1", speedup=None) -> TrialRecord:
-    return TrialRecord(id=cid, recipe=RECIPE, backend="onnxruntime", measured=True, metric=Metric(metric, value),
+    return TrialRecord(id=cid, recipe=RECIPE, backend="onnxruntime", metric=Metric(metric, value),
                        latency=Latency(1, p50, p50, p50), size_bytes=size, speedup=speedup)
 
 

@@ -2,9 +2,10 @@
 worker, a Ray task) and a file (trials.jsonl, results.json) as dicts; `from_dict` / `to_dict` convert there and
 nowhere else, and a dict written by the search round-trips exactly (the same keys, values and order).
 
-A key is written when the search wrote it: a measured trial carries all its measurements (None included, as
-`train_seconds`); `status` and `reason` come together once a verdict was given; the other optional keys are
-written when set. Keys this version does not know are kept in `extra` and written back last."""
+A key is written when the search wrote it: a measured trial (one with a metric) carries all its measurements,
+None included (`train_seconds`, `compute`); `status` and `reason` come together once a verdict was given; the
+other optional keys are written when set. Keys this version does not know are kept in `extra` and written back
+last. A record from an older version that lacked a measurement key gains it, as None."""
 
 from __future__ import annotations
 
@@ -149,11 +150,9 @@ class Attempts:
         return {"count": self.count, "lost_on": list(self.lost_on)}
 
 
-# written by every measured trial, None included; a failed or confirming trial writes none of them
-_MEASURED = ("precision", "metric", "latency_ms", "throughput", "size_bytes", "peak_rss_bytes", "notes", "details",
-             "train_seconds", "artifact", "compute")
-_KNOWN = {"id", "recipe", "backend", "error", *_MEASURED, "speedup", "node", "attempts", "confirms", "status",
-          "reason", "speedup_p50", "pareto"}
+_KNOWN = {"id", "recipe", "backend", "error", "precision", "metric", "latency_ms", "throughput", "size_bytes",
+          "peak_rss_bytes", "notes", "details", "train_seconds", "artifact", "compute", "speedup", "node", "attempts",
+          "confirms", "status", "reason", "speedup_p50", "pareto"}
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,6 @@ class TrialRecord:
     recipe: dict[str, Any] | None = None
     backend: str | None = None
     error: str | None = None
-    measured: bool = False      # whether the measurement keys below were written (see _MEASURED)
     precision: str | None = None
     metric: Metric | None = None
     latency: Latency | None = None
@@ -192,6 +190,11 @@ class TrialRecord:
         return self.error is not None
 
     @property
+    def measured(self) -> bool:
+        """Whether the trial was measured: then it has a metric ("none", NaN, when it produced no outputs)."""
+        return self.metric is not None
+
+    @property
     def node_id(self) -> str | None:
         return (self.node or {}).get("node_id")
 
@@ -205,7 +208,7 @@ class TrialRecord:
 
         return cls(
             id=data["id"], recipe=data.get("recipe"), backend=data.get("backend"), error=data.get("error"),
-            measured=any(key in data for key in _MEASURED), precision=data.get("precision"),
+            precision=data.get("precision"),
             metric=typed("metric", Metric), latency=typed("latency_ms", Latency),
             throughput=typed("throughput", Throughput), size_bytes=data.get("size_bytes"),
             peak_rss_bytes=data.get("peak_rss_bytes"), notes=tuple(data.get("notes") or ()),

@@ -102,7 +102,7 @@ def run_trial(job: TrialJob, model, dataset, say=print) -> TrialRecord:
                                  min_seconds=t["min_seconds"], max_runs=t["max_runs"], max_seconds=t["max_seconds"])
         grouped = next(s.items_per_s for s in similar if s.batch == job.throughput_batch)
     result = TrialRecord(
-        id=job.id, recipe=job.recipe, backend=recipe.backend, measured=True, precision=session.precision,
+        id=job.id, recipe=job.recipe, backend=recipe.backend, precision=session.precision,
         metric=measured, latency=_latency(stats[job.batch_size]),
         throughput=Throughput(job.throughput_batch, stats[job.throughput_batch].items_per_s, grouped),
         size_bytes=session.artifact_bytes, peak_rss_bytes=peak,
