@@ -1,90 +1,102 @@
+import dataclasses
+
 import pytest
 
+from infertune.search.records import Latency, Metric, Speedup, Status, TrialRecord
 from infertune.search.select import best, mark_pareto, verdict
 
-BASE = {"id": "baseline", "metric": {"name": "top1", "value": 0.95}, "latency_ms": {"p50": 2.0}, "size_bytes": 100}
+RECIPE = {"format": "infertune.recipe", "version": 1, "passes": [], "backend": {"name": "onnxruntime"}}
 
 
-def candidate(cid, value, low, p50=1.0, size=100, speed=2.0):
-    return {"id": cid, "metric": {"name": "top1", "value": value}, "latency_ms": {"p50": p50}, "size_bytes": size,
-            "speedup": {"batch": 1, "value": speed, "low": low, "high": speed + 0.1, "rounds": 8}}
+def record(cid, value, p50, size, metric="top1", speedup=None) -> TrialRecord:
+    return TrialRecord(id=cid, recipe=RECIPE, backend="onnxruntime", metric=Metric(metric, value),
+                       latency=Latency(1, p50, p50, p50), size_bytes=size, speedup=speedup)
+
+
+BASE = record("baseline", 0.95, 2.0, 100)
+
+
+def candidate(cid, value, low, p50=1.0, size=100, speed=2.0) -> TrialRecord:
+    return record(cid, value, p50, size, speedup=Speedup(batch=1, value=speed, low=low, high=speed + 0.1, rounds=8))
 
 
 def test_over_budget_is_rejected_with_its_drop():
     result = verdict(candidate("c1", 0.90, 1.5), BASE, max_drop=0.01, objective="latency")
-    assert result["status"] == "rejected" and "drop 0.0500 > 0.01" in result["reason"]
+    assert result.status is Status.REJECTED and "drop 0.0500 > 0.01" in result.reason
 
 
 def test_a_speedup_inside_the_spread_is_not_faster():
     result = verdict(candidate("c1", 0.95, 0.98, speed=1.03), BASE, max_drop=0.01, objective="latency")
-    assert result["status"] == "rejected" and "not faster than the baseline beyond the spread" in result["reason"]
+    assert result.status is Status.REJECTED and "not faster than the baseline beyond the spread" in result.reason
 
 
 def test_failed_and_ok_and_best():
-    failed = verdict({"id": "c0", "error": "SIGABRT"}, BASE, max_drop=0.01, objective="latency")
+    failed = verdict(TrialRecord(id="c0", recipe=RECIPE, backend="onnxruntime", error="SIGABRT"), BASE, max_drop=0.01,
+                     objective="latency")
     fast = verdict(candidate("c1", 0.95, 1.8, speed=2.0), BASE, max_drop=0.01, objective="latency")
     faster_but_over = verdict(candidate("c2", 0.80, 4.0, speed=5.0), BASE, max_drop=0.01, objective="latency")
-    assert failed["status"] == "failed" and fast["status"] == "ok"
-    assert best([failed, fast, faster_but_over], "latency")["id"] == "c1"
+    assert failed.status is Status.FAILED and failed.reason == "SIGABRT" and fast.status is Status.OK
+    assert best([failed, fast, faster_but_over], "latency").id == "c1"
 
 
 def test_size_objective_needs_a_smaller_artifact():
-    assert verdict(candidate("c1", 0.95, 0.5, size=100), BASE, max_drop=0.01, objective="size")["status"] == "rejected"
-    assert verdict(candidate("c1", 0.95, 0.5, size=50), BASE, max_drop=0.01, objective="size")["status"] == "ok"
+    assert verdict(candidate("c1", 0.95, 0.5, size=100), BASE, max_drop=0.01, objective="size").status \
+        is Status.REJECTED
+    assert verdict(candidate("c1", 0.95, 0.5, size=50), BASE, max_drop=0.01, objective="size").status is Status.OK
 
 
 def test_pareto_front_marks_the_undominated():
-    rows = [dict(BASE), candidate("a", 0.95, 2, p50=1.0, size=100), candidate("b", 0.90, 2, p50=2.0, size=200)]
-    mark_pareto(rows)
-    assert [r["pareto"] for r in rows] == [False, True, False]
+    rows = [BASE, candidate("a", 0.95, 2, p50=1.0, size=100), candidate("b", 0.90, 2, p50=2.0, size=200)]
+    assert [r.pareto for r in mark_pareto(rows)] == [False, True, False]
 
 
 def test_embeddings_inside_the_cosine_budget_are_rejected_when_neighbours_reorder():
-    base = {"id": "baseline", "metric": {"name": "cosine", "value": 1.0, "top10_agreement": 1.0},
-            "latency_ms": {"p50": 2.0}, "size_bytes": 100}
-    reordered = candidate("c1", 0.995, 1.5)
-    reordered["metric"] = {"name": "cosine", "value": 0.995, "top10_agreement": 0.84}
-    kept = candidate("c2", 0.995, 1.5)
-    kept["metric"] = {"name": "cosine", "value": 0.995, "top10_agreement": 0.93}
+    base = dataclasses.replace(BASE, metric=Metric("cosine", 1.0, top10_agreement=1.0))
+    reordered = candidate("c1", 0.995, 1.5).replace(metric=Metric("cosine", 0.995, top10_agreement=0.84))
+    kept = candidate("c2", 0.995, 1.5).replace(metric=Metric("cosine", 0.995, top10_agreement=0.93))
     result = verdict(reordered, base, max_drop=0.01, objective="latency", min_top10=0.9)
-    assert result["status"] == "rejected" and "top-10 neighbour agreement 0.840 < 0.9" in result["reason"]
-    assert verdict(kept, base, max_drop=0.01, objective="latency", min_top10=0.9)["status"] == "ok"
+    assert result.status is Status.REJECTED and "top-10 neighbour agreement 0.840 < 0.9" in result.reason
+    assert verdict(kept, base, max_drop=0.01, objective="latency", min_top10=0.9).status is Status.OK
 
 
 def test_a_drop_exactly_at_the_budget_is_inside_it():
-    at_budget = candidate("c1", 0.94, 1.5)
-    at_budget["metric"]["value"] = BASE["metric"]["value"] - 0.01
-    assert verdict(at_budget, BASE, max_drop=0.01, objective="latency")["status"] == "ok"
+    at_budget = candidate("c1", 0.94, 1.5).replace(metric=Metric("top1", BASE.metric.value - 0.01))
+    assert verdict(at_budget, BASE, max_drop=0.01, objective="latency").status is Status.OK
 
 
 def test_a_blown_up_interleaved_ratio_is_checked_against_the_p50_ratio_and_never_wins():
     """As seen on digits-cnn: 820.99x interleaved (p10-p90 5.87-1128.3x) while the p50s said 5.85x."""
     blown = candidate("c1", 0.95, 5.87, p50=0.34, speed=820.99)
-    blown["speedup"]["high"] = 1128.3
+    blown = blown.replace(speedup=dataclasses.replace(blown.speedup, high=1128.3))
     steady = candidate("c2", 0.95, 15.0, p50=0.126, speed=15.9)
-    unstable = verdict({**blown, "speedup": {**blown["speedup"], "stable": False, "pooled": 400.0}}, BASE,
+    unstable = verdict(blown.replace(speedup=dataclasses.replace(blown.speedup, stable=False, pooled=400.0)), BASE,
                        max_drop=0.01, objective="latency")
-    assert unstable["status"] == "rejected" and "timing unstable" in unstable["reason"]
+    assert unstable.status is Status.REJECTED and "timing unstable" in unstable.reason
     blown_ok = verdict(blown, BASE, max_drop=0.01, objective="latency")  # stable, yet far from its p50 ratio
-    assert blown_ok["status"] == "ok" and blown_ok["speedup"]["score"] == pytest.approx(2.0 / 0.34)
+    assert blown_ok.status is Status.OK and blown_ok.speedup.score == pytest.approx(2.0 / 0.34)
     steady_ok = verdict(steady, BASE, max_drop=0.01, objective="latency")
-    assert best([blown_ok, steady_ok], "latency")["id"] == "c2"
+    assert best([blown_ok, steady_ok], "latency").id == "c2"
 
 
 def test_once_confirming_began_only_a_confirmed_candidate_is_chosen():
+    def confirmed(c: TrialRecord, value: float, low: float, high: float) -> TrialRecord:
+        again = Speedup(batch=1, value=value, low=low, high=high, rounds=12, stable=True)
+        return c.replace(speedup=dataclasses.replace(c.speedup, confirmed=again))
+
     a = verdict(candidate("a", 0.95, 1.5, p50=1.0, speed=2.0), BASE, max_drop=0.01, objective="latency")
     b = verdict(candidate("b", 0.95, 1.4, p50=1.1, speed=1.9), BASE, max_drop=0.01, objective="latency")
-    assert best([a, b], "latency")["id"] == "a"  # nothing confirmed yet (an interrupted run)
-    b["speedup"]["confirmed"] = {"value": 1.8, "low": 1.6, "high": 2.0, "rounds": 12, "stable": True}
-    assert best([a, b], "latency")["id"] == "b"
-    a["speedup"]["confirmed"] = {"value": 2.1, "low": 1.9, "high": 2.3, "rounds": 12, "stable": True}
-    assert best([a, b], "latency")["id"] == "a"
+    assert best([a, b], "latency").id == "a"  # nothing confirmed yet (an interrupted run)
+    b = confirmed(b, 1.8, 1.6, 2.0)
+    assert best([a, b], "latency").id == "b"
+    a = confirmed(a, 2.1, 1.9, 2.3)
+    assert best([a, b], "latency").id == "a"
 
 
 def test_faster_interleaved_but_slower_alone_is_rejected():
     """As seen on minilm under torch.compile: 1.30x interleaved over the same few batches, while its own p50 over
     natural-length batches (recompiling for new shapes) was 1355.7 ms against the baseline's 11.5 ms."""
     recompiling = candidate("c3", 0.95, 1.1, p50=1355.697, speed=1.30)
-    judged = verdict(recompiling, {**BASE, "latency_ms": {"p50": 11.498}}, max_drop=0.01, objective="latency")
-    assert judged["status"] == "rejected" and "not faster when timed alone" in judged["reason"]
-    assert judged["speedup"]["score"] == pytest.approx(11.498 / 1355.697)
+    judged = verdict(recompiling, BASE.replace(latency=Latency(1, 11.498, 11.498, 11.498)), max_drop=0.01,
+                     objective="latency")
+    assert judged.status is Status.REJECTED and "not faster when timed alone" in judged.reason
+    assert judged.speedup.score == pytest.approx(11.498 / 1355.697)

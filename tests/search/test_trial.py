@@ -1,5 +1,6 @@
 import numpy as np
 
+from infertune.search.records import Metric
 from infertune.search.trial import metric
 
 
@@ -8,15 +9,15 @@ def test_embeddings_measure_cosine_and_top10_neighbours_against_the_baseline():
     reference = rng.standard_normal((64, 16)).astype(np.float32)
     noisy = reference + 0.3 * rng.standard_normal(reference.shape).astype(np.float32)
     found = metric("embedding", noisy, None, reference)
-    assert found["name"] == "cosine" and 0.9 < found["value"] < 1.0
-    assert 0.0 < found["top10_agreement"] < 1.0
-    assert metric("embedding", reference, None, None) == {"name": "cosine", "value": 1.0, "top10_agreement": 1.0}
+    assert found.name == "cosine" and 0.9 < found.value < 1.0
+    assert 0.0 < found.top10_agreement < 1.0
+    assert metric("embedding", reference, None, None) == Metric("cosine", 1.0, top10_agreement=1.0)
 
 
 def test_classifiers_use_labels_when_given_else_agreement():
     logits = np.eye(4, dtype=np.float32)
-    assert metric("classification", logits, np.array([0, 1, 2, 0]), None) == {"name": "top1", "value": 0.75}
-    assert metric("classification", logits, None, logits[[0, 1, 2, 0]])["value"] == 0.75
+    assert metric("classification", logits, np.array([0, 1, 2, 0]), None) == Metric("top1", 0.75)
+    assert metric("classification", logits, None, logits[[0, 1, 2, 0]]).value == 0.75
 
 
 class Sleeper:
@@ -42,6 +43,6 @@ def test_a_wildly_noisy_speedup_is_measured_again_then_marked_unstable(monkeypat
     batches = [{"x": np.zeros((1, 4), np.float32)}]
     noisy = trial.speedup(Sleeper(0.002, slow_blocks=True), Sleeper(0.001), batches, rounds=6, p50_ms=1.0,
                           say=lambda _: None)
-    assert noisy["attempts"] == 2 and noisy["stable"] is False and noisy["high"] / noisy["low"] > trial.SPREAD_LIMIT
+    assert noisy.attempts == 2 and noisy.stable is False and noisy.high / noisy.low > trial.SPREAD_LIMIT
     steady = trial.speedup(Sleeper(0.002), Sleeper(0.001), batches, rounds=6, p50_ms=1.0, say=lambda _: None)
-    assert steady["stable"] is True and steady["attempts"] == 1 and 1.5 < steady["value"] < 2.5
+    assert steady.stable is True and steady.attempts == 1 and 1.5 < steady.value < 2.5

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from infertune.search.recipe import Recipe
+from infertune.search.records import Attempts, TrialRecord
+from infertune.search.select import judged_baseline
 
 MAX_ATTEMPTS = 3
 REFRESH_S = 2.0  # how often the driver asks Ray which nodes are alive
@@ -46,14 +48,15 @@ class RayTrials:
     `next_finished` while candidates remain, `run_one` for confirmations, `fetch_artifact` for the best."""
 
     def __init__(self, address: str, out: Path, common: dict, progress, say: Callable[[str], None],
-                 append: Callable[[dict], None]):
+                 append: Callable[[TrialRecord], None]):
         self.address, self.out, self.common, self.progress, self.say, self.append = \
             address, out, common, progress, say, append
         self.nodes: dict[str, dict[str, Any]] = {}       # alive nodes with CPUs: id -> {node_id, ip, cpus}
         self.unusable: set[str] = set()                   # nodes whose baseline failed
-        self.baselines: dict[str, dict[str, Any]] = {}   # node id -> that node's baseline record
+        self.baselines: dict[str, TrialRecord] = {}      # node id -> that node's baseline record
         self.flights: dict[Any, _Flight] = {}             # object ref -> what it runs
         self.reference = None                             # object ref of the baseline's held-out outputs (.npz)
+        self.outputs: bytes | None = None                 # those outputs, as the run's own baseline sent them back
         self.retry: list[_Flight] = []                    # lost tasks waiting for a node
         self.suspect: dict[str, float] = {}               # node id -> when a task was lost on it
         self.seen: dict[str, dict[str, Any]] = {}         # every node met, alive or not
@@ -82,7 +85,8 @@ class RayTrials:
         self.flights.clear()
         self._context.__exit__(*exc)
 
-    def baseline(self, recipe: Recipe, timeout: float, saved: dict | None, done: dict) -> dict[str, Any]:
+    def baseline(self, recipe: Recipe, timeout: float, saved: TrialRecord | None,
+                 done: dict[str, TrialRecord]) -> TrialRecord:
         """The run's baseline (on one node, its held-out outputs the reference for every candidate); the other
         nodes time theirs meanwhile. A resumed run keeps the baselines of nodes still alive."""
         from infertune.io import atomic_open
@@ -92,9 +96,8 @@ class RayTrials:
             main = saved
             self.reference = self.ray.put(local_reference.read_bytes())
             for record in [saved] + [r for k, r in done.items() if k.startswith("baseline@")]:
-                node = (record.get("node") or {}).get("node_id")
-                if node in self.nodes:
-                    self.baselines[node] = record
+                if record.node_id in self.nodes:
+                    self.baselines[record.node_id] = record
         else:
             first = self._idle_nodes()[0]
             self._launch(_Flight("baseline", "baseline", recipe, self.common, timeout, first))
@@ -106,22 +109,21 @@ class RayTrials:
                 flight, record = finished
                 if flight.kind == "baseline":
                     break
-            if "error" in record:
+            if record.failed:
                 return record
-            outputs = record.pop("_outputs")
             with atomic_open(local_reference) as handle:
-                handle.write(outputs)
-            self.reference = self.ray.put(outputs)
-            main = {**record, "status": "ok", "reason": None, "metric": {**record["metric"], "drop": 0.0}}
+                handle.write(self.outputs)
+            self.reference = self.ray.put(self.outputs)
+            main = judged_baseline(record)
             self.append(main)
             self.baselines[flight.node] = main
         self._baselines_for_idle_nodes(recipe, timeout)
         return main
 
-    def baseline_for(self, record: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    def baseline_for(self, record: TrialRecord, baseline: TrialRecord) -> TrialRecord:
         """The baseline timed on the node `record` ran on (its metric is the run's baseline's)."""
-        same = self.baselines.get((record.get("node") or {}).get("node_id"))
-        return baseline if same is None else {**same, "metric": baseline["metric"]}
+        same = self.baselines.get(record.node_id)
+        return baseline if same is None else same.replace(metric=baseline.metric)
 
     def free(self) -> bool:
         self._refresh()
@@ -138,7 +140,7 @@ class RayTrials:
     def submit(self, trial_id: str, recipe: Recipe, timeout: float) -> None:
         self._launch(_Flight("candidate", trial_id, recipe, self.common, timeout, self._ready_nodes()[0]))
 
-    def next_finished(self) -> tuple[str, Recipe, dict[str, Any]] | None:
+    def next_finished(self) -> tuple[str, Recipe, TrialRecord] | None:
         """The next candidate to finish, or None when what finished was something else (a node's baseline, or a
         task lost and submitted again)."""
         finished = self._wait_one()
@@ -147,53 +149,54 @@ class RayTrials:
         flight, record = finished
         return flight.trial_id, flight.recipe, record
 
-    def run_one(self, trial_id: str, recipe: Recipe, common: dict, timeout: float, near: dict | None = None) -> dict:
+    def run_one(self, trial_id: str, recipe: Recipe, common: dict, timeout: float,
+                near: TrialRecord | None = None) -> TrialRecord:
         """One trial, waited for: on the node `near` ran on when it can (a confirmation times the same node)."""
         self._refresh(force=True)
-        wanted = (near or {}).get("node", {}).get("node_id")
+        wanted = near.node_id if near is not None else None
         ready = self._ready_nodes()
         node = wanted if wanted in ready else (ready or self._idle_nodes() or [None])[0]
         if node is None:
-            return {"id": trial_id, "error": "no node of the Ray cluster is free to run it"}
+            return TrialRecord(id=trial_id, error="no node of the Ray cluster is free to run it")
         self._launch(_Flight("one", trial_id, recipe, common, timeout, node))
         while True:
             finished = self._wait_one()
             if finished is not None and finished[0].kind == "one":
                 return finished[1]
 
-    def fetch_artifact(self, record: dict[str, Any]) -> None:
-        """Make the chosen candidate's files readable here: read back from its node, or rebuilt on another when
+    def fetch_artifact(self, record: TrialRecord) -> TrialRecord:
+        """The chosen candidate with its files readable here: read back from its node, or rebuilt on another when
         that node is gone."""
-        path = record.get("artifact")
+        path = record.artifact
         if not path or Path(path).exists():
-            return  # the same machine, or a file system every node shares
-        node = (record.get("node") or {}).get("node_id")
-        local = self.out / "trials" / record["id"] / "fetched"
+            return record  # the same machine, or a file system every node shares
+        node = record.node_id
+        local = self.out / "trials" / record.id / "fetched"
         try:
             files = self.ray.get(self.reader.options(scheduling_strategy=self._on(node)).remote(path), timeout=300)
         except Exception as e:  # the node is gone: build it again elsewhere
-            self.say(f"{record['id']}: its files could not be read back from node {_short(node)} "
+            self.say(f"{record.id}: its files could not be read back from node {_short(node)} "
                      f"({type(e).__name__}); building it again on another node")
-            again = self.run_one(f"{record['id']}+rebuild", Recipe.from_dict(record["recipe"]),
+            again = self.run_one(f"{record.id}+rebuild", Recipe.from_dict(record.recipe),
                                  {**self.common, "confirm": True, "rounds": 1}, 900.0)
-            if "error" in again or not again.get("artifact"):
-                raise RuntimeError(f"the chosen candidate {record['id']} could not be rebuilt: "
-                                   f"{again.get('error', 'no artifact')}") from e
-            files = self.ray.get(self.reader.options(scheduling_strategy=self._on(again["node"]["node_id"]))
-                                 .remote(again["artifact"]), timeout=300)
+            if again.failed or not again.artifact:
+                raise RuntimeError(f"the chosen candidate {record.id} could not be rebuilt: "
+                                   f"{again.error or 'no artifact'}") from e
+            files = self.ray.get(self.reader.options(scheduling_strategy=self._on(again.node_id))
+                                 .remote(again.artifact), timeout=300)
         local.mkdir(parents=True, exist_ok=True)
         from infertune.io import atomic_open
 
         for name, content in files.items():
             with atomic_open(local / name) as handle:
                 handle.write(content)
-        record["artifact"] = str(local / Path(path).name)
+        return record.replace(artifact=str(local / Path(path).name))
 
     def describe(self) -> dict[str, Any]:
         return {"address": self.address, "nodes": list(self.nodes.values()),
-                "baselines": {node: {"id": b["id"], "node": b.get("node"), "latency_ms": b["latency_ms"],
-                                     "throughput": b.get("throughput")}
-                              for node, b in self.baselines.items() if "latency_ms" in b}}
+                "baselines": {node: {"id": b.id, "node": b.node, "latency_ms": b.latency.to_dict(),
+                                     "throughput": None if b.throughput is None else b.throughput.to_dict()}
+                              for node, b in self.baselines.items() if b.latency is not None}}
 
     # -- nodes and tasks ----------------------------------------------------------------------------------------
 
@@ -252,7 +255,7 @@ class RayTrials:
                           f"running on {self.nodes[flight.node]['ip']} ({_short(flight.node)})")
         return ref
 
-    def _wait_one(self) -> tuple[_Flight, dict[str, Any]] | None:
+    def _wait_one(self) -> tuple[_Flight, TrialRecord] | None:
         """Wait for one task; a lost one is submitted again (None is returned), a node's baseline is recorded."""
         from ray.exceptions import RayError, RayTaskError
 
@@ -267,37 +270,40 @@ class RayTrials:
                 break  # a node that had no baseline yet times one; the lost task waits for it
             if not self._idle_nodes() and not self._suspect_alive():
                 flight = self.retry.pop(0)
-                return flight, {"id": flight.trial_id, "recipe": flight.recipe.to_dict(),
-                                "backend": flight.recipe.backend,
-                                "error": "lost with its node, and no node of the cluster is left to run it",
-                                "attempts": {"count": flight.attempt - 1, "lost_on": list(flight.lost_on)}}
+                return flight, TrialRecord(id=flight.trial_id, recipe=flight.recipe.to_dict(),
+                                           backend=flight.recipe.backend,
+                                           error="lost with its node, and no node of the cluster is left to run it",
+                                           attempts=Attempts(flight.attempt - 1, flight.lost_on))
             time.sleep(0.2)
         ready, _ = self.ray.wait(list(self.flights), num_returns=1)
         flight = self.flights.pop(ready[0])
         try:
-            record = self.ray.get(ready[0])
+            found = self.ray.get(ready[0])
         except RayTaskError as e:  # infertune's own code failed in the task: a failed trial, not a lost one
-            record = {"error": f"{type(e.cause).__name__ if e.cause else 'RayTaskError'}: "
-                               f"{str(e.cause or e).splitlines()[0]}"}
+            found = {"error": f"{type(e.cause).__name__ if e.cause else 'RayTaskError'}: "
+                              f"{str(e.cause or e).splitlines()[0]}"}
         except RayError as e:  # the task's worker or node was lost
             return self._lost(flight, e)
-        record = {"id": flight.trial_id, "recipe": flight.recipe.to_dict(), "backend": flight.recipe.backend,
-                  **record}
-        record.setdefault("node", {**self.nodes.get(flight.node, {"node_id": flight.node})})
+        outputs = found.pop("_outputs", None)
+        if flight.kind == "baseline":
+            self.outputs = outputs
+        record = TrialRecord.from_dict({"id": flight.trial_id, "recipe": flight.recipe.to_dict(),
+                                        "backend": flight.recipe.backend, **found})
+        if record.node is None:
+            record = record.replace(node={**self.nodes.get(flight.node, {"node_id": flight.node})})
         if flight.attempt > 1:
-            record["attempts"] = {"count": flight.attempt, "lost_on": list(flight.lost_on)}
+            record = record.replace(attempts=Attempts(flight.attempt, flight.lost_on))
         if flight.kind == "node-baseline":
-            if "error" in record:
+            if record.failed:
                 self.unusable.add(flight.node)
-                self.say(f"node {_short(flight.node)}: its baseline failed ({record['error']}); no trial runs there")
+                self.say(f"node {_short(flight.node)}: its baseline failed ({record.error}); no trial runs there")
             else:
-                record.pop("_outputs", None)
-                record = {**record, "status": "ok", "reason": None, "metric": {**record["metric"], "drop": 0.0}}
+                record = judged_baseline(record)
                 self.baselines[flight.node] = record
                 self.append(record)
         return flight, record
 
-    def _lost(self, flight: _Flight, error: Exception) -> tuple[_Flight, dict[str, Any]] | None:
+    def _lost(self, flight: _Flight, error: Exception) -> tuple[_Flight, TrialRecord] | None:
         """A task lost with its worker or node: submitted again (another node first) until MAX_ATTEMPTS."""
         self._refresh(force=True)
         self.suspect[flight.node] = time.monotonic()
@@ -310,9 +316,10 @@ class RayTrials:
             if flight.kind == "node-baseline":
                 self.unusable.add(flight.node)
                 return None
-            return flight, {"id": flight.trial_id, "recipe": flight.recipe.to_dict(), "backend": flight.recipe.backend,
-                            "error": f"lost with its node or worker {flight.attempt} times, last: {reason}",
-                            "attempts": {"count": flight.attempt, "lost_on": list(flight.lost_on) + [where]}}
+            return flight, TrialRecord(id=flight.trial_id, recipe=flight.recipe.to_dict(),
+                                       backend=flight.recipe.backend,
+                                       error=f"lost with its node or worker {flight.attempt} times, last: {reason}",
+                                       attempts=Attempts(flight.attempt, flight.lost_on + (where,)))
         self.say(f"{flight.trial_id}: lost on {where} ({reason}); running it again (attempt {flight.attempt + 1})")
         self.retry.append(_Flight(flight.kind, flight.trial_id, flight.recipe, flight.common, flight.timeout,
                                   flight.node, flight.attempt + 1, flight.lost_on + (where,)))

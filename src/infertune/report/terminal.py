@@ -124,27 +124,30 @@ def bench_table(results, batch_sizes, hw: dict) -> None:
 def optimize_table(result) -> None:
     """The summary at the end of optimize: every candidate with its verdict, then where the report is."""
     from infertune.search.recipe import Recipe
+    from infertune.search.records import TrialRecord
 
     data = result.data
     table = Table(title=f"infertune optimize {data['model']} (objective {data['objective']}, "
                         f"max drop {data['budget']['max_drop']} of {data['budget']['metric']})")
     for column in ("id", "recipe", "status", "metric", "drop", "p50 ms", "speed-up", "size MB", "train s", "reason"):
         table.add_column(column)
-    for r in [data["baseline"], *data["candidates"]]:
-        metric = r.get("metric") or {}
-        speed = r.get("speedup") or {}
+    nan = float("nan")
+    for r in (TrialRecord.from_dict(d) for d in [data["baseline"], *data["candidates"]]):
         try:
-            recipe = Recipe.from_dict(r["recipe"]).describe()
+            recipe = Recipe.from_dict(r.recipe).describe()
         except Exception:
             recipe = "?"
-        mark = " *" if r["id"] == data["best"] else ""
-        table.add_row(r["id"] + mark, recipe, r.get("status", ""), f"{metric.get('value', float('nan')):.4f}"
-                      + (f" (top-10 {metric['top10_agreement']:.3f})" if "top10_agreement" in metric else ""),
-                      f"{metric.get('drop', float('nan')):.4f}",
-                      f"{(r.get('latency_ms') or {}).get('p50', float('nan')):.3f}",
-                      f"{speed.get('value', 1.0):.2f}x" if speed else "-",
-                      f"{(r.get('size_bytes') or 0) / 1e6:.2f}",
-                      f"{r['train_seconds']:.0f}" if r.get("train_seconds") is not None else "-", r.get("reason") or "")
+        mark = " *" if r.id == data["best"] else ""
+        metric = r.metric
+        top10 = None if metric is None else metric.top10_agreement
+        table.add_row(r.id + mark, recipe, r.status.value if r.status is not None else "",
+                      f"{metric.value if metric else nan:.4f}"
+                      + (f" (top-10 {top10:.3f})" if top10 is not None else ""),
+                      f"{nan if metric is None or metric.drop is None else metric.drop:.4f}",
+                      f"{r.latency.p50 if r.latency else nan:.3f}",
+                      f"{r.speedup.value:.2f}x" if r.speedup else "-",
+                      f"{(r.size_bytes or 0) / 1e6:.2f}",
+                      f"{r.train_seconds:.0f}" if r.train_seconds is not None else "-", r.reason or "")
     out.print(table)
     out.print(f"chosen: {data['best'] or 'none (' + str(data['best_reason']) + ')'}; "
               f"report: {result.directory / 'report.html'}; artifact: {result.directory / 'model'}")

@@ -4,6 +4,7 @@ kill or Ctrl-C leaves a valid run that `resume=True` continues."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,7 +16,8 @@ from typing import Any, Callable
 from infertune.errors import ConfigError
 from infertune.io import write_json_atomic
 from infertune.search.recipe import Recipe
-from infertune.search.select import best, mark_pareto, ranked, verdict
+from infertune.search.records import Latency, Status, TrialRecord
+from infertune.search.select import best, judged_baseline, mark_pareto, ranked, verdict
 
 OBJECTIVES = ("latency", "throughput", "size")
 CONFIRM_AT_MOST = 4  # leaders measured again before one is written as best
@@ -25,6 +27,7 @@ CONFIRM_FLOOR_S = 240.0  # a confirmation rebuilds its candidate: past the time 
 
 @dataclass
 class Result:
+    """The run: `data` is results.json as written (its records are dicts, the public contract)."""
     directory: Path
     data: dict[str, Any]
 
@@ -62,7 +65,7 @@ def _check(max_drop: float, min_top10: float, objective: str, batch_size: int, t
         raise ConfigError(f"--time-budget must be a positive number of seconds, got {time_budget}")
 
 
-def _prepare(out: Path, resume: bool, say: Callable[[str], None]) -> list[dict[str, Any]]:
+def _prepare(out: Path, resume: bool, say: Callable[[str], None]) -> list[TrialRecord]:
     trials = out / "trials.jsonl"
     if trials.exists() and not resume:
         raise ConfigError(f"'{out}' already holds a run: pass --resume to continue it, or another --out")
@@ -80,10 +83,13 @@ def _prepare(out: Path, resume: bool, say: Callable[[str], None]) -> list[dict[s
         if not line.strip():
             continue
         try:
-            done.append(json.loads(line))
+            found = json.loads(line)
         except json.JSONDecodeError:  # a line cut by a kill mid-write: that trial runs again
             say(f"{trials}: line {number} is cut ({len(line)} characters, not a whole record, as a kill mid-write "
                 f"leaves it); skipped, so its trial runs again")
+            continue
+        if isinstance(found, dict) and "id" in found:
+            done.append(TrialRecord.from_dict(found))
     return done
 
 
@@ -115,7 +121,7 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
         raise ConfigError("optimize measures each candidate in a fresh process, which reloads the data: pass data as "
                           "a zoo name or a file, not as arrays in memory")
     out = Path(out) if out is not None else Path("runs") / f"{source.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    done = {trial["id"]: trial for trial in _prepare(out, resume, say) if isinstance(trial, dict) and "id" in trial}
+    done = {trial.id: trial for trial in _prepare(out, resume, say)}
     base = baseline_recipe(source)
     queue = [("baseline", base)] + [(f"c{i + 1:02d}", r) for i, r in enumerate(
         recipes if recipes is not None else candidate_recipes(
@@ -127,7 +133,7 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                   baseline_outputs=str(out.resolve() / "baseline_outputs.npz"), batch_size=batch_size,
                   throughput_batch=max(batch_size, 32), objective=objective, **({"timing": timing} if timing else {}))
     trials_file = out / "trials.jsonl"
-    finished: list[dict[str, Any]] = []
+    finished: list[TrialRecord] = []
     stopped = None
 
     def timeout_left() -> float:
@@ -138,11 +144,11 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
         try:
             baseline_id, recipe = queue.pop(0)
             saved = done.get(baseline_id)
-            record = saved if saved is not None and saved["recipe"] == recipe.to_dict() else None
+            record = saved if saved is not None and saved.recipe == recipe.to_dict() else None
             record = trials.baseline(recipe, timeout_left(), record, done)
-            if "error" in record:
+            if record.failed:
                 raise ConfigError(f"the baseline ({recipe.describe()}) failed, so nothing can be compared: "
-                                  f"{record['error']}")
+                                  f"{record.error}")
             finished.append(record)
 
             def drain() -> None:
@@ -150,7 +156,7 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                 while True:
                     while queue and trials.free():
                         trial_id, recipe = queue.pop(0)
-                        if trial_id in done and done[trial_id]["recipe"] == recipe.to_dict():
+                        if trial_id in done and done[trial_id].recipe == recipe.to_dict():
                             finished.append(done[trial_id])
                             continue
                         if time_budget is not None and time.monotonic() - started >= time_budget:
@@ -169,8 +175,8 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                     trial_id, recipe, record = finished_one
                     record = verdict(record, trials.baseline_for(record, finished[0]), max_drop=max_drop,
                                      objective=objective, min_top10=min_top10)
-                    fallback = mixed_precision_fallback(recipe, max_drop) if record["status"] == "rejected" \
-                        and record["reason"].startswith("over budget") else None
+                    fallback = mixed_precision_fallback(recipe, max_drop) if record.status is Status.REJECTED \
+                        and record.reason.startswith("over budget") else None
                     if fallback is not None:
                         queue.insert(0, (f"{trial_id}-mixed", fallback))
                     _append(trials_file, record)
@@ -199,7 +205,7 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
             if finished:
                 chosen = best(finished[1:], objective) if len(finished) > 1 else None
                 if chosen is not None:
-                    trials.fetch_artifact(chosen)
+                    _swap(finished, chosen, trials.fetch_artifact(chosen))
                 result = _finish(out, finished, source=source, dataset=dataset, max_drop=max_drop,
                                  min_top10=min_top10, objective=objective, stopped=stopped, hardware=fingerprint(),
                                  versions=versions(), cluster=trials.describe())
@@ -212,17 +218,17 @@ def _trains(recipe: Recipe) -> bool:
     return any("training" in entry_for(config).needs for config in recipe.passes)
 
 
-def _refine_queue(finished: list[dict[str, Any]], base: Recipe, objective: str) -> list[tuple[str, Recipe]]:
+def _refine_queue(finished: list[TrialRecord], base: Recipe, objective: str) -> list[tuple[str, Recipe]]:
     """Setting variants of the baseline's recipe (a model as given, run with other threads, can be the fastest
     candidate); setting and pass variants (the values its passes declare) of the current leader."""
     from infertune.search.space import pass_variants, setting_variants
 
-    tried = {json.dumps(r["recipe"], sort_keys=True) for r in finished}
+    tried = {json.dumps(r.recipe, sort_keys=True) for r in finished}
     sources = [("baseline", setting_variants(base))]
     order = ranked(finished[1:], objective)
     if order:
-        leader = Recipe.from_dict(order[0]["recipe"])
-        sources.append((order[0]["id"], setting_variants(leader) + pass_variants(leader)))
+        leader = Recipe.from_dict(order[0].recipe)
+        sources.append((order[0].id, setting_variants(leader) + pass_variants(leader)))
     queue = []
     for source_id, variants in sources:
         for number, variant in enumerate(variants, 1):
@@ -244,7 +250,7 @@ def _executor(ray: str | None, out: Path, common: dict, progress, say, append):
 class LocalTrials:
     """Trials one after another, each in a fresh process with a time limit, on this machine."""
 
-    def __init__(self, out: Path, common: dict, progress, append: Callable[[dict], None]):
+    def __init__(self, out: Path, common: dict, progress, append: Callable[[TrialRecord], None]):
         self.out, self.common, self.progress, self.append = out, common, progress, append
         self.next: tuple[str, Recipe, float] | None = None
 
@@ -254,16 +260,17 @@ class LocalTrials:
     def __exit__(self, *exc) -> None:
         pass
 
-    def baseline(self, recipe: Recipe, timeout: float, saved: dict | None, done: dict) -> dict[str, Any]:
+    def baseline(self, recipe: Recipe, timeout: float, saved: TrialRecord | None,
+                 done: dict[str, TrialRecord]) -> TrialRecord:
         if saved is not None:
             return saved
         record = _run("baseline", recipe, self.out, self.common, timeout, self.progress)
-        if "error" not in record:
-            record = {**record, "status": "ok", "reason": None, "metric": {**record["metric"], "drop": 0.0}}
+        if not record.failed:
+            record = judged_baseline(record)
             self.append(record)
         return record
 
-    def baseline_for(self, record: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    def baseline_for(self, record: TrialRecord, baseline: TrialRecord) -> TrialRecord:
         return baseline
 
     def free(self) -> bool:
@@ -275,60 +282,68 @@ class LocalTrials:
     def submit(self, trial_id: str, recipe: Recipe, timeout: float) -> None:
         self.next = (trial_id, recipe, timeout)
 
-    def next_finished(self) -> tuple[str, Recipe, dict[str, Any]]:
+    def next_finished(self) -> tuple[str, Recipe, TrialRecord]:
         trial_id, recipe, timeout = self.next
         self.next = None
         return trial_id, recipe, _run(trial_id, recipe, self.out, self.common, timeout, self.progress)
 
-    def run_one(self, trial_id: str, recipe: Recipe, common: dict, timeout: float, near: dict | None = None) -> dict:
+    def run_one(self, trial_id: str, recipe: Recipe, common: dict, timeout: float,
+                near: TrialRecord | None = None) -> TrialRecord:
         return _run(trial_id, recipe, self.out, common, timeout, self.progress)
 
-    def fetch_artifact(self, record: dict[str, Any]) -> None:
-        pass
+    def fetch_artifact(self, record: TrialRecord) -> TrialRecord:
+        return record
 
     def describe(self) -> dict[str, Any] | None:
         return None
 
 
-def _confirm_best(finished: list[dict[str, Any]], trials, common: dict, done: dict[str, dict], timeout: float,
-                  objective: str, append: Callable[[dict], None]) -> None:
+def _confirm_best(finished: list[TrialRecord], trials, common: dict, done: dict[str, TrialRecord], timeout: float,
+                  objective: str, append: Callable[[TrialRecord], None]) -> None:
     """Before a best is written, the leader's speed-up is measured again in a fresh process (more rounds). A
     leader that does not confirm (not faster beyond the spread, or unstable) is rejected with both figures and
     the next one is tried, up to CONFIRM_AT_MOST; `best` then chooses among confirmed candidates only."""
-    candidates = finished[1:]
     for _ in range(CONFIRM_AT_MOST):
-        order = ranked(candidates, objective)
-        if not order or order[0]["speedup"].get("confirmed"):
+        order = ranked(finished[1:], objective)
+        if not order or order[0].speedup.confirmed is not None:
             return
         leader = order[0]
-        trial_id = f"{leader['id']}+confirm"
+        trial_id = f"{leader.id}+confirm"
         saved = done.get(trial_id)
-        if saved is not None and saved.get("recipe") == leader["recipe"]:
+        if saved is not None and saved.recipe == leader.recipe:
             record = saved
         else:
-            record = trials.run_one(trial_id, Recipe.from_dict(leader["recipe"]),
+            record = trials.run_one(trial_id, Recipe.from_dict(leader.recipe),
                                     {**common, "confirm": True, "rounds": CONFIRM_ROUNDS}, timeout, near=leader)
-            record["confirms"] = leader["id"]
+            record = record.replace(confirms=leader.id)
             append(record)
-        _apply_confirmation(leader, record)
+        _swap(finished, leader, _confirmed(leader, record))
 
 
-def _apply_confirmation(leader: dict[str, Any], record: dict[str, Any]) -> None:
-    first = leader["speedup"]
-    if "error" in record:
-        leader.update(status="rejected", reason=f"speed-up not confirmed: the confirming run failed: {record['error']}")
-        first["confirmed"] = {"error": record["error"]}
-        return
-    again = record["speedup"]
-    first["confirmed"] = again
-    if again["low"] <= 1.0 or not again.get("stable", True):
-        leader.update(status="rejected", reason=(
-            f"speed-up not confirmed in a fresh process: {first['value']:.2f}x at first, then {again['value']:.2f}x "
-            f"(p10-p90 {again['low']:.2f}-{again['high']:.2f}x over {again['rounds']} rounds"
-            f"{', unstable' if not again.get('stable', True) else ''})"))
+def _confirmed(leader: TrialRecord, record: TrialRecord) -> TrialRecord:
+    """The leader with its confirming run's speed-up; rejected when that run failed, or is not faster beyond its
+    spread, or is unstable."""
+    first = leader.speedup
+    if record.failed:
+        return leader.replace(status=Status.REJECTED,
+                              reason=f"speed-up not confirmed: the confirming run failed: {record.error}",
+                              speedup=dataclasses.replace(first, confirm_error=record.error))
+    again = record.speedup
+    leader = leader.replace(speedup=dataclasses.replace(first, confirmed=again))
+    if again.low <= 1.0 or again.stable is False:
+        leader = leader.replace(status=Status.REJECTED, reason=(
+            f"speed-up not confirmed in a fresh process: {first.value:.2f}x at first, then {again.value:.2f}x "
+            f"(p10-p90 {again.low:.2f}-{again.high:.2f}x over {again.rounds} rounds"
+            f"{', unstable' if again.stable is False else ''})"))
+    return leader
 
 
-def _run(trial_id: str, recipe: Recipe, out: Path, common: dict, timeout: float, progress) -> dict[str, Any]:
+def _swap(records: list[TrialRecord], old: TrialRecord, new: TrialRecord) -> None:
+    """Put `new` where `old` is (the same object) in `records`."""
+    records[next(i for i, r in enumerate(records) if r is old)] = new
+
+
+def _run(trial_id: str, recipe: Recipe, out: Path, common: dict, timeout: float, progress) -> TrialRecord:
     from infertune.bench.isolated import run_worker
     from infertune.search.trial import TrialJob
 
@@ -336,13 +351,13 @@ def _run(trial_id: str, recipe: Recipe, out: Path, common: dict, timeout: float,
     label = f"{trial_id}: {recipe.describe()}"
     report = (lambda stage: progress(label, stage)) if progress else None
     record = run_worker("infertune.search.worker", asdict(job), timeout=timeout, progress=report)
-    return {"id": trial_id, "recipe": recipe.to_dict(), "backend": recipe.backend, **record}
+    return TrialRecord.from_dict({"id": trial_id, "recipe": recipe.to_dict(), "backend": recipe.backend, **record})
 
 
-def _append(path: Path, record: dict[str, Any]) -> None:
+def _append(path: Path, record: TrialRecord) -> None:
     """One line per finished trial, flushed at once: a kill loses at most that line. Every record starts on a
     fresh line, so a line cut by an earlier kill never swallows the next record."""
-    line = json.dumps(record, default=str) + "\n"
+    line = json.dumps(record.to_dict(), default=str) + "\n"
     with open(path, "a+b") as handle:
         if handle.tell() > 0:
             handle.seek(-1, 2)
@@ -363,31 +378,28 @@ def _peaks() -> dict[str, float] | None:
         return None
 
 
-def _finish(out: Path, finished: list[dict[str, Any]], *, source, dataset, max_drop, min_top10, objective, stopped,
+def _finish(out: Path, finished: list[TrialRecord], *, source, dataset, max_drop, min_top10, objective, stopped,
             hardware, versions, cluster: dict[str, Any] | None = None) -> Result:
     from infertune.search.artifact import save_artifact
 
-    baseline, candidates = finished[0], finished[1:]
-    by_node = (cluster or {}).get("baselines", {})
-    for c in candidates:
-        if c.get("status") != "failed" and "latency_ms" in c:  # against the baseline timed on the same node
-            same = by_node.get((c.get("node") or {}).get("node_id"), baseline)
-            c["speedup_p50"] = same["latency_ms"]["p50"] / c["latency_ms"]["p50"]
-    mark_pareto(finished)
+    baseline = finished[0]
+    by_node = {node: Latency.from_dict(b["latency_ms"]) for node, b in (cluster or {}).get("baselines", {}).items()}
+    candidates = [_with_speedup_p50(c, by_node.get(c.node_id, baseline.latency)) for c in finished[1:]]
+    baseline, *candidates = mark_pareto([baseline, *candidates])
     chosen = best(candidates, objective)
     reason = None if chosen else "no candidate was within the budget and confirmed faster than the baseline"
     data = {"model": source.spec.model, "model_spec": source.spec.to_dict(),
             "data": {"name": dataset.name, "spec": dataset.spec.to_dict(), "kind": dataset.kind,
                      "splits": dataset.sizes()},
-            "baseline": baseline, "candidates": candidates,
-            "best": chosen["id"] if chosen else None, "best_reason": reason, "stopped": stopped,
-            "budget": {"metric": baseline["metric"]["name"], "max_drop": max_drop,
-                       **({"min_top10_agreement": min_top10} if "top10_agreement" in baseline["metric"] else {})},
+            "baseline": baseline.to_dict(), "candidates": [c.to_dict() for c in candidates],
+            "best": chosen.id if chosen else None, "best_reason": reason, "stopped": stopped,
+            "budget": {"metric": baseline.metric.name, "max_drop": max_drop,
+                       **({"min_top10_agreement": min_top10} if baseline.metric.top10_agreement is not None else {})},
             "objective": objective,
             "hardware": hardware, "peaks": _peaks(), "versions": versions,
             **({"cluster": cluster} if cluster else {})}
     final = chosen or baseline
-    Recipe.from_dict(final["recipe"]).save(out / "recipe.yaml")
+    Recipe.from_dict(final.recipe).save(out / "recipe.yaml")
     save_artifact(out / "model", model=source, record=final)
     write_json_atomic(out / "results.json", data)
     try:
@@ -397,3 +409,10 @@ def _finish(out: Path, finished: list[dict[str, Any]], *, source, dataset, max_d
     except Exception as e:  # a report that fails to render never costs the run its results
         (out / "report.error.txt").write_text(f"{type(e).__name__}: {e}\n")
     return Result(directory=out, data=data)
+
+
+def _with_speedup_p50(candidate: TrialRecord, baseline: Latency) -> TrialRecord:
+    """The p50 ratio against the baseline timed on the same node, for each measured candidate."""
+    if candidate.status is Status.FAILED or candidate.latency is None:
+        return candidate
+    return candidate.replace(speedup_p50=baseline.p50 / candidate.latency.p50)

@@ -3,65 +3,73 @@ Pareto front over metric (higher is better), latency and size (lower is better).
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+
+from infertune.search.records import Status, TrialRecord
 
 P50_AGREE = 1.5  # interleaved speed-up vs p50 ratio: past this factor apart, the lower one is what counts
 
 
-def verdict(candidate: dict[str, Any], baseline: dict[str, Any], *, max_drop: float, objective: str,
-            min_top10: float | None = None) -> dict:
+def verdict(candidate: TrialRecord, baseline: TrialRecord, *, max_drop: float, objective: str,
+            min_top10: float | None = None) -> TrialRecord:
     """Fill status, reason and metric drop. The drop is measured on held-out samples only. For embeddings,
     `min_top10` also bounds the top-10 neighbour agreement with the baseline: a mean cosine inside the budget
     can still reorder who is nearest to whom, which is what a search index sees."""
-    if "error" in candidate:
-        return {**candidate, "status": "failed", "reason": candidate["error"]}
-    if not math.isfinite(candidate["metric"]["value"]) or not math.isfinite(baseline["metric"]["value"]):
-        return {**candidate, "status": "failed",
-                "reason": f"no {candidate['metric']['name']} could be measured on the held-out outputs"}
-    drop = baseline["metric"]["value"] - candidate["metric"]["value"]
-    candidate = {**candidate, "metric": {**candidate["metric"], "drop": drop}}
-    name = candidate["metric"]["name"]
+    if candidate.failed:
+        return candidate.replace(status=Status.FAILED, reason=candidate.error)
+    if not math.isfinite(candidate.metric.value) or not math.isfinite(baseline.metric.value):
+        return candidate.replace(status=Status.FAILED,
+                                 reason=f"no {candidate.metric.name} could be measured on the held-out outputs")
+    drop = baseline.metric.value - candidate.metric.value
+    candidate = candidate.replace(metric=dataclasses.replace(candidate.metric, drop=drop))
+    name = candidate.metric.name
     if drop > max_drop + 1e-9:  # 1 - 0.99 is 0.010000000000000009 in floating point: at the budget is inside it
-        return {**candidate, "status": "rejected",
-                "reason": f"over budget: {name} drop {drop:.4f} > {max_drop} on held-out samples"}
-    top10 = candidate["metric"].get("top10_agreement")
+        return candidate.replace(status=Status.REJECTED,
+                                 reason=f"over budget: {name} drop {drop:.4f} > {max_drop} on held-out samples")
+    top10 = candidate.metric.top10_agreement
     if min_top10 is not None and top10 is not None and top10 < min_top10:
-        return {**candidate, "status": "rejected",
-                "reason": f"over budget: top-10 neighbour agreement {top10:.3f} < {min_top10} on held-out samples"}
+        return candidate.replace(status=Status.REJECTED, reason=f"over budget: top-10 neighbour agreement "
+                                                                f"{top10:.3f} < {min_top10} on held-out samples")
     if objective == "size":
-        if candidate["size_bytes"] >= baseline["size_bytes"]:
-            return {**candidate, "status": "rejected", "reason": f"not smaller: {candidate['size_bytes']} bytes "
-                                                                   f">= baseline {baseline['size_bytes']}"}
-        return {**candidate, "status": "ok", "reason": None}
-    speed = candidate.get("speedup") or {}
-    if not speed or speed["low"] <= 1.0:
-        return {**candidate, "status": "rejected",
-                "reason": f"not faster than the baseline beyond the spread: speed-up {speed.get('value', 0):.2f}x "
-                          f"(p10-p90 over {speed.get('rounds', 0)} interleaved rounds: {speed.get('low', 0):.2f}-"
-                          f"{speed.get('high', 0):.2f}x) at batch {speed.get('batch')}"}
-    if speed.get("stable") is False:
-        return {**candidate, "status": "rejected",
-                "reason": f"timing unstable, measured twice: speed-up {speed['value']:.2f}x with p10-p90 "
-                          f"{speed['low']:.2f}-{speed['high']:.2f}x, pooled medians {speed['pooled']:.2f}x; a "
-                          f"choice never rests on such a ratio"}
+        if candidate.size_bytes >= baseline.size_bytes:
+            return candidate.replace(status=Status.REJECTED, reason=f"not smaller: {candidate.size_bytes} bytes "
+                                                                    f">= baseline {baseline.size_bytes}")
+        return candidate.replace(status=Status.OK, reason=None)
+    speed = candidate.speedup
+    if speed is None or speed.low <= 1.0:
+        value, rounds, low, high, batch = (0, 0, 0, 0, None) if speed is None else \
+            (speed.value, speed.rounds, speed.low, speed.high, speed.batch)
+        return candidate.replace(status=Status.REJECTED, reason=(
+            f"not faster than the baseline beyond the spread: speed-up {value:.2f}x (p10-p90 over {rounds} "
+            f"interleaved rounds: {low:.2f}-{high:.2f}x) at batch {batch}"))
+    if speed.stable is False:
+        return candidate.replace(status=Status.REJECTED, reason=(
+            f"timing unstable, measured twice: speed-up {speed.value:.2f}x with p10-p90 {speed.low:.2f}-"
+            f"{speed.high:.2f}x, pooled medians {speed.pooled:.2f}x; a choice never rests on such a ratio"))
     ratio = p50_ratio(candidate, baseline, objective)
-    speed = {**speed, "p50_ratio": ratio, "score": score(speed["value"], ratio)}
-    if speed["score"] <= 1.0:  # timed alone, it is slower: the two measurements disagree and the lower counts
-        return {**candidate, "speedup": speed, "status": "rejected",
-                "reason": f"not faster when timed alone: interleaved speed-up {speed['value']:.2f}x, but the p50 "
-                          f"ratio (each timed in its own process) is {ratio:.2f}x; the lower one counts"}
-    return {**candidate, "speedup": speed, "status": "ok", "reason": None}
+    speed = dataclasses.replace(speed, p50_ratio=ratio, score=score(speed.value, ratio))
+    if speed.score <= 1.0:  # timed alone, it is slower: the two measurements disagree and the lower counts
+        return candidate.replace(speedup=speed, status=Status.REJECTED, reason=(
+            f"not faster when timed alone: interleaved speed-up {speed.value:.2f}x, but the p50 ratio (each timed "
+            f"in its own process) is {ratio:.2f}x; the lower one counts"))
+    return candidate.replace(speedup=speed, status=Status.OK, reason=None)
 
 
-def p50_ratio(candidate: dict[str, Any], baseline: dict[str, Any], objective: str) -> float | None:
+def judged_baseline(record: TrialRecord) -> TrialRecord:
+    """The baseline's verdict: ok by definition, with no drop against itself."""
+    return record.replace(status=Status.OK, reason=None, metric=dataclasses.replace(record.metric, drop=0.0))
+
+
+def p50_ratio(candidate: TrialRecord, baseline: TrialRecord, objective: str) -> float | None:
     """The speed-up from each one's own timing (each alone in its process): baseline p50 / candidate p50, or the
     throughput ratio for the throughput objective."""
     if objective == "throughput":
-        ours, theirs = (candidate.get("throughput") or {}).get("items_per_s"), \
-            (baseline.get("throughput") or {}).get("items_per_s")
+        ours = candidate.throughput.items_per_s if candidate.throughput else None
+        theirs = baseline.throughput.items_per_s if baseline.throughput else None
         return ours / theirs if ours and theirs else None
-    ours, theirs = (candidate.get("latency_ms") or {}).get("p50"), (baseline.get("latency_ms") or {}).get("p50")
+    ours = candidate.latency.p50 if candidate.latency else None
+    theirs = baseline.latency.p50 if baseline.latency else None
     return theirs / ours if ours and theirs else None
 
 
@@ -73,40 +81,45 @@ def score(interleaved: float, ratio: float | None) -> float:
     return min(interleaved, ratio)
 
 
-def ranked(candidates: list[dict[str, Any]], objective: str) -> list[dict[str, Any]]:
+def ranked(candidates: list[TrialRecord], objective: str) -> list[TrialRecord]:
     """The ok candidates, best first: smallest for size; else by confirmed score, then score."""
-    ok = [c for c in candidates if c.get("status") == "ok"]
+    ok = [c for c in candidates if c.status is Status.OK]
     if objective == "size":
-        return sorted(ok, key=lambda c: c["size_bytes"])
+        return sorted(ok, key=lambda c: c.size_bytes)
     return sorted(ok, key=lambda c: -_score_of(c))
 
 
-def _score_of(c: dict[str, Any]) -> float:
-    speed = c["speedup"]
-    confirmed = speed.get("confirmed")
-    if confirmed is not None:
-        return score(min(confirmed["value"], speed["value"]), speed.get("p50_ratio"))
-    return speed.get("score", speed["value"])
+def _score_of(c: TrialRecord) -> float:
+    speed = c.speedup
+    if speed.confirmed is not None:
+        return score(min(speed.confirmed.value, speed.value), speed.p50_ratio)
+    return speed.value if speed.score is None else speed.score
 
 
-def best(candidates: list[dict[str, Any]], objective: str) -> dict[str, Any] | None:
+def _confirming(c: TrialRecord) -> bool:
+    """Whether a confirming run was recorded for it (a failed one counts)."""
+    return c.speedup is not None and (c.speedup.confirmed is not None or c.speedup.confirm_error is not None)
+
+
+def best(candidates: list[TrialRecord], objective: str) -> TrialRecord | None:
     """The best ok candidate; for speed, one whose speed-up was confirmed when any was (see run.confirm)."""
     order = ranked(candidates, objective)
-    if objective != "size" and any("confirmed" in (c.get("speedup") or {}) for c in candidates):
-        order = [c for c in order if "confirmed" in c["speedup"]]  # once confirming began, only confirmed ones
+    if objective != "size" and any(_confirming(c) for c in candidates):
+        order = [c for c in order if _confirming(c)]  # once confirming began, only confirmed ones
     return order[0] if order else None
 
 
-def mark_pareto(candidates: list[dict[str, Any]]) -> None:
-    """pareto=True for each measured candidate no other one beats on metric, latency and size at once."""
-    measured = [c for c in candidates if c.get("status") != "failed" and "latency_ms" in c]
+def mark_pareto(candidates: list[TrialRecord]) -> list[TrialRecord]:
+    """The records, each with pareto=True when no other measured one beats it on metric, latency and size at
+    once."""
+    measured = [c for c in candidates if c.status is not Status.FAILED and c.latency is not None]
 
-    def dominates(a, b) -> bool:
-        better_or_equal = (a["metric"]["value"] >= b["metric"]["value"] and a["latency_ms"]["p50"] <= b["latency_ms"]["p50"]
-                           and a["size_bytes"] <= b["size_bytes"])
-        strictly = (a["metric"]["value"] > b["metric"]["value"] or a["latency_ms"]["p50"] < b["latency_ms"]["p50"]
-                    or a["size_bytes"] < b["size_bytes"])
+    def dominates(a: TrialRecord, b: TrialRecord) -> bool:
+        better_or_equal = (a.metric.value >= b.metric.value and a.latency.p50 <= b.latency.p50
+                           and a.size_bytes <= b.size_bytes)
+        strictly = (a.metric.value > b.metric.value or a.latency.p50 < b.latency.p50 or a.size_bytes < b.size_bytes)
         return better_or_equal and strictly
 
-    for c in candidates:
-        c["pareto"] = c in measured and not any(dominates(o, c) for o in measured if o is not c)
+    return [c.replace(pareto=any(c is m for m in measured) and not any(dominates(o, c) for o in measured
+                                                                        if o is not c))
+            for c in candidates]

@@ -4,6 +4,7 @@ time limit, so a crash, hang or out-of-memory in a runtime is a failed trial, ne
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 
 from infertune.bench.job import Timing, collect_outputs
 from infertune.search.recipe import Recipe
+from infertune.search.records import Compute, Latency, Metric, Speedup, Throughput, TrialRecord
 
 METRIC_SAMPLES = 512
 BLOCK_S = 0.05  # seconds of calls in one block of the interleaved comparison
@@ -36,25 +38,26 @@ class TrialJob:
     confirm: bool = False  # only the interleaved comparison, measured afresh (the check before a best is written)
 
 
-def metric(task: str, outputs: np.ndarray, labels, reference: np.ndarray | None) -> dict[str, Any]:
+def metric(task: str, outputs: np.ndarray, labels, reference: np.ndarray | None) -> Metric:
     """Top-1 accuracy with labels; else fidelity to the baseline: top-1 agreement or mean cosine. Embeddings
     also carry their top-10 neighbour agreement with the baseline, which the budget guards as well."""
     from infertune.data.metrics import NEIGHBOURS, cosine_similarity_stats, neighbour_agreement, top1_accuracy, \
         top1_agreement
 
     if task == "classification" and labels is not None:
-        return {"name": "top1", "value": top1_accuracy(outputs, labels[:len(outputs)])}
+        return Metric("top1", top1_accuracy(outputs, labels[:len(outputs)]))
     if task == "classification":
-        return {"name": "top1_agreement", "value": 1.0 if reference is None else top1_agreement(reference, outputs)}
+        return Metric("top1_agreement", 1.0 if reference is None else top1_agreement(reference, outputs))
     outputs = outputs.reshape(len(outputs), -1)  # per-token scores compare as one row per sample
     reference = None if reference is None else reference.reshape(len(reference), -1)
-    found = {"name": "cosine", "value": 1.0 if reference is None else cosine_similarity_stats(reference, outputs)[0]}
-    if len(outputs) > NEIGHBOURS:
-        found["top10_agreement"] = 1.0 if reference is None else neighbour_agreement(reference, outputs)
-    return found
+    cosine = 1.0 if reference is None else cosine_similarity_stats(reference, outputs)[0]
+    if len(outputs) <= NEIGHBOURS:
+        return Metric("cosine", cosine)
+    top10 = 1.0 if reference is None else neighbour_agreement(reference, outputs)
+    return Metric("cosine", cosine, top10_agreement=top10)
 
 
-def run_trial(job: TrialJob, model, dataset, say=print) -> dict[str, Any]:
+def run_trial(job: TrialJob, model, dataset, say=print) -> TrialRecord:
     """Build and measure one candidate of `model` (loaded from the job's spec) on `dataset`."""
     from infertune.backends import load_session
     from infertune.bench import memory, timing
@@ -84,7 +87,7 @@ def run_trial(job: TrialJob, model, dataset, say=print) -> dict[str, Any]:
         with np.load(job.baseline_outputs) as saved:
             reference = saved["output"]
     measured = metric(model.task, first, heldout.labels if heldout is not None else None, reference) \
-        if first is not None else {"name": "none", "value": float("nan")}
+        if first is not None else Metric("none", float("nan"))
     sizes = tuple(sorted({job.batch_size, job.throughput_batch}))
     workload = build_workload(artifact, heldout, sizes, data_name=data_name)
     t = job.timing
@@ -93,35 +96,33 @@ def run_trial(job: TrialJob, model, dataset, say=print) -> dict[str, Any]:
                                                 min_seconds=t["min_seconds"], max_runs=t["max_runs"],
                                                 max_seconds=t["max_seconds"])}
     peak = memory.peak_rss_bytes()
-    throughput = {"batch": job.throughput_batch, "items_per_s": stats[job.throughput_batch].items_per_s}
+    grouped = None
     if workload.grouped.get(job.throughput_batch):  # texts: as users batch them, similar lengths together
         similar = timing.measure(session, workload.only_grouped(), warmup=t["warmup"], min_runs=t["min_runs"],
                                  min_seconds=t["min_seconds"], max_runs=t["max_runs"], max_seconds=t["max_seconds"])
-        throughput["grouped_items_per_s"] = next(s.items_per_s for s in similar if s.batch == job.throughput_batch)
-    result: dict[str, Any] = {
-        "id": job.id, "recipe": job.recipe, "backend": recipe.backend, "precision": session.precision,
-        "metric": measured,
-        "latency_ms": _latency(stats[job.batch_size]),
-        "throughput": throughput,
-        "size_bytes": session.artifact_bytes, "peak_rss_bytes": peak,
-        "notes": [note for o in outputs for note in o.notes],
-        "details": {k: v for o in outputs for k, v in o.details.items() if k in ("sensitivity", "kept_float")},
-        "train_seconds": _train_seconds(outputs),
-        "artifact": _artifact_path(artifact),
-    }
-    result["compute"] = _compute(model, outputs, workload.batches[job.batch_size][0], stats[job.batch_size].p50_ms,
-                                 session.precision)
-    if not is_baseline:
-        say("interleaved comparison with the baseline")
-        base = Recipe.from_dict(job.baseline_recipe)
-        baseline = load_session(model, base.backend, **base.backend_options)
-        batch = job.throughput_batch if job.objective == "throughput" else job.batch_size
-        batches = _objective_batches(workload, batch, job.objective)
-        result["speedup"] = speedup(baseline, session, batches, rounds=job.rounds, p50_ms=stats[batch].p50_ms, say=say)
-    return result
+        grouped = next(s.items_per_s for s in similar if s.batch == job.throughput_batch)
+    result = TrialRecord(
+        id=job.id, recipe=job.recipe, backend=recipe.backend, precision=session.precision,
+        metric=measured, latency=_latency(stats[job.batch_size]),
+        throughput=Throughput(job.throughput_batch, stats[job.throughput_batch].items_per_s, grouped),
+        size_bytes=session.artifact_bytes, peak_rss_bytes=peak,
+        notes=tuple(note for o in outputs for note in o.notes),
+        details={k: v for o in outputs for k, v in o.details.items() if k in ("sensitivity", "kept_float")},
+        train_seconds=_train_seconds(outputs), artifact=_artifact_path(artifact),
+        compute=_compute(model, outputs, workload.batches[job.batch_size][0], stats[job.batch_size].p50_ms,
+                         session.precision))
+    if is_baseline:
+        return result
+    say("interleaved comparison with the baseline")
+    base = Recipe.from_dict(job.baseline_recipe)
+    baseline = load_session(model, base.backend, **base.backend_options)
+    batch = job.throughput_batch if job.objective == "throughput" else job.batch_size
+    batches = _objective_batches(workload, batch, job.objective)
+    return result.replace(speedup=speedup(baseline, session, batches, rounds=job.rounds, p50_ms=stats[batch].p50_ms,
+                                          say=say))
 
 
-def _confirm(job: TrialJob, model, artifact, recipe: Recipe, heldout, data_name, say) -> dict[str, Any]:
+def _confirm(job: TrialJob, model, artifact, recipe: Recipe, heldout, data_name, say) -> TrialRecord:
     """The speed-up alone, in a fresh process: the check a chosen candidate passes before it is written as best."""
     from infertune.backends import load_session
     from infertune.bench import timing
@@ -136,7 +137,8 @@ def _confirm(job: TrialJob, model, artifact, recipe: Recipe, heldout, data_name,
     timing.warm_up(session, batches)
     p50_ms = float(np.median(timing.time_runs(session, batches, min_runs=5, min_seconds=0.2)) * 1e3)
     say("confirming the speed-up")
-    return {"id": job.id, "speedup": speedup(baseline, session, batches, rounds=job.rounds, p50_ms=p50_ms, say=say)}
+    return TrialRecord(id=job.id, recipe=job.recipe, backend=recipe.backend,
+                       speedup=speedup(baseline, session, batches, rounds=job.rounds, p50_ms=p50_ms, say=say))
 
 
 def _objective_batches(workload, batch: int, objective: str) -> list[dict[str, np.ndarray]]:
@@ -146,7 +148,7 @@ def _objective_batches(workload, batch: int, objective: str) -> list[dict[str, n
     return workload.batches[batch]
 
 
-def speedup(baseline, session, batches, *, rounds: int, p50_ms: float, say=print) -> dict[str, Any]:
+def speedup(baseline, session, batches, *, rounds: int, p50_ms: float, say=print) -> Speedup:
     """The interleaved speed-up of `session` over `baseline`, with its spread; measured again, with twice the
     rounds, when its spread is implausible (p90/p10 over SPREAD_LIMIT) or the median of per-round ratios and
     the ratio of pooled medians disagree by more than AGREE_LIMIT. `stable` is false when the second
@@ -157,22 +159,22 @@ def speedup(baseline, session, batches, *, rounds: int, p50_ms: float, say=print
     # machine then moves a block's median little, where a block of 20 calls of 0.03 ms was all hiccup
     for attempt in (1, 2):
         comparison = timing.compare_ab(baseline, session, batches, rounds=rounds * attempt, runs_per_round=runs)
-        found = {"batch": len(next(iter(batches[0].values()))), "value": comparison.speedup,
-                 "low": comparison.speedup_low, "high": comparison.speedup_high, "rounds": comparison.rounds,
-                 "pooled": comparison.a_p50_ms / comparison.b_p50_ms, "attempts": attempt}
+        found = Speedup(batch=len(next(iter(batches[0].values()))), value=comparison.speedup,
+                        low=comparison.speedup_low, high=comparison.speedup_high, rounds=comparison.rounds,
+                        pooled=comparison.a_p50_ms / comparison.b_p50_ms, attempts=attempt)
         if plausible(found):
-            return {**found, "stable": True}
-        say(f"timing unstable (p10-p90 {found['low']:.2f}-{found['high']:.2f}x, pooled {found['pooled']:.2f}x): "
+            return dataclasses.replace(found, stable=True)
+        say(f"timing unstable (p10-p90 {found.low:.2f}-{found.high:.2f}x, pooled {found.pooled:.2f}x): "
             f"measuring again")
-    return {**found, "stable": False}
+    return dataclasses.replace(found, stable=False)
 
 
-def plausible(speed: dict[str, Any]) -> bool:
-    low, high, value, pooled = speed["low"], speed["high"], speed["value"], speed.get("pooled", speed["value"])
+def plausible(speed: Speedup) -> bool:
+    low, high, value, pooled = speed.low, speed.high, speed.value, speed.pooled_or_value
     return low > 0 and high / low <= SPREAD_LIMIT and max(value, pooled) / min(value, pooled) <= AGREE_LIMIT
 
 
-def _compute(model, outputs, batch, p50_ms: float, precision: str | None = None) -> dict[str, Any] | None:
+def _compute(model, outputs, batch, p50_ms: float, precision: str | None = None) -> Compute | None:
     """Achieved G(FL)OP/s at the objective batch, as a fraction of this machine's measured GEMM peak in the dtype
     the candidate's matmuls run in (int8 against the int8 peak, bf16 against bf16, else fp32). FLOPs are counted on
     the last torch form of the model (a pruned or distilled one has fewer)."""
@@ -185,7 +187,7 @@ def _compute(model, outputs, batch, p50_ms: float, precision: str | None = None)
     achieved = flops / (p50_ms / 1e3) / 1e9
     dtype = dtype_of(precision)
     peak = peaks()[dtype]
-    return {"flops": flops, "gflops": achieved, "dtype": dtype, "peak_gflops": peak, "fraction_of_peak": achieved / peak}
+    return Compute(flops=flops, gflops=achieved, dtype=dtype, peak_gflops=peak, fraction_of_peak=achieved / peak)
 
 
 def _train_seconds(outputs) -> float | None:
@@ -194,8 +196,8 @@ def _train_seconds(outputs) -> float | None:
     return float(sum(found)) if found else None
 
 
-def _latency(stats) -> dict[str, float]:
-    return {"batch": stats.batch, "p50": stats.p50_ms, "p90": stats.p90_ms, "p99": stats.p99_ms}
+def _latency(stats) -> Latency:
+    return Latency(batch=stats.batch, p50=stats.p50_ms, p90=stats.p90_ms, p99=stats.p99_ms)
 
 
 def _artifact_path(artifact) -> str | None:

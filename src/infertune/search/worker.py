@@ -12,7 +12,7 @@ def trial(job: dict, say) -> dict:
 
     job = TrialJob(**job)
     model, dataset = resolve_job(job.model, job.data)
-    return run_trial(job, model, dataset, say=say)
+    return run_trial(job, model, dataset, say=say).to_dict()  # the record crosses the process as a dict
 
 
 def first_line(error: Exception) -> str:
