@@ -48,7 +48,7 @@ class OrtFusion(Checked):
 
 
 @register("ort-fusion", OrtFusion, formats=("onnx",), needs=("transformer",), backends=("onnxruntime",),
-          summary="ONNX Runtime fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm), constant folding")
+          prepares=True, summary="ONNX Runtime fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm), constant folding")
 def ort_fusion(model, config: OrtFusion, ctx: PassContext) -> PassOutput:
     source = require_onnx(model, "ort-fusion")
     target = ctx.workdir / "fused.onnx"
