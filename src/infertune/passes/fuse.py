@@ -47,8 +47,8 @@ class OrtFusion(Checked):
                               high=1.0)
 
 
-@register("ort-fusion", OrtFusion, formats=("onnx",), needs=("transformer",), backends=("onnxruntime",),
-          prepares=True, summary="ONNX Runtime fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm), constant folding")
+@register("ort-fusion", OrtFusion, formats=("onnx",), needs=("transformer",), backends=("onnxruntime",), prepares=True,
+          summary="ONNX Runtime fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm), constant folding")
 def ort_fusion(model, config: OrtFusion, ctx: PassContext) -> PassOutput:
     source = require_onnx(model, "ort-fusion")
     target = ctx.workdir / "fused.onnx"
