@@ -36,8 +36,8 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_d
     gives (its defaults otherwise), run on the first backend it names; each CPU backend that runs the model at its
     defaults (fp32), and with each settings value it declares a candidate (`param(candidates=...)`: bf16).
 
-    Groups, in order: fp32 (runtimes and graph passes), lower precision, structure changes that train, and the
-    passes that train their way into the budget (`to_budget`). Within fp32 and precision, runtimes of the ONNX
+    Groups, in order: fp32 (runtimes and graph passes), lower precision, structure changes (those that train, for
+    latency), and the passes that train their way into the budget (`to_budget`). Within fp32 and precision, runtimes of the ONNX
     graph come first; among the lower-precision candidates, what this CPU's ISA (`isa`, read from the machine by
     default) accelerates comes first. `max_drop` is the user's budget and `time_budget` bounds training
     (`training_seconds`): the passes' `candidates` read both. The baseline itself is never a candidate."""
@@ -55,36 +55,40 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_d
         if entry.stage == "export" or entry.prepares:
             continue  # a conversion or a preparation: a step of other candidates, never one of its own
         for config in entry.candidates(facts) if entry.candidates else (entry.config(),):
-            recipe = _compose(model.format, entry.backends[0] if entry.backends else DEFAULT_BACKEND, preparing,
-                              entry, config)
-            if recipe is not None:
-                groups[_group(entry)].append(recipe)
+            backend = entry.backends[0] if entry.backends else DEFAULT_BACKEND
+            groups[_group(entry)].append(_compose(model.format, backend, preparing, entry, config))
     for backend, options in _backend_candidates(model.format):
-        recipe = _compose(model.format, backend, preparing, options=options)
-        if recipe is not None:
-            groups["precision" if options else "fp32"].append(recipe)
-    # stable sorts: the order above (passes in the registry's order, then the backends) among equals
-    ordered = sorted(groups["fp32"], key=lambda r: not _runs_onnx(r))
-    ordered += sorted(groups["precision"], key=lambda r: (not accelerated(r, isa), not _runs_onnx(r)))
-    ordered += groups["structure"] + groups["to budget"]
-    seen = {_key(baseline_recipe(model))}  # an .onnx file's plain ONNX Runtime is the baseline, not a candidate
-    recipes = []
-    for recipe in ordered:
-        if _key(recipe) not in seen:
-            seen.add(_key(recipe))
-            recipes.append(recipe)
-    return recipes
+        groups["precision" if options else "fp32"].append(_compose(model.format, backend, preparing, options=options))
+    # stable sorts: among equals, the order above (passes in the registry's order, then the backends)
+    ordered = sorted(filter(None, groups["fp32"]), key=lambda r: not _runs_onnx(r))
+    ordered += sorted(filter(None, groups["precision"]), key=lambda r: (not accelerated(r, isa), not _runs_onnx(r)))
+    ordered += filter(None, groups["structure"] + groups["to budget"])
+    return _once(ordered, without=baseline_recipe(model))  # an .onnx file's plain ONNX Runtime is the baseline
+
+
+def _once(recipes: list[Recipe], *, without: Recipe) -> list[Recipe]:
+    """`recipes` less repeats and less `without`."""
+    import json
+
+    seen = {json.dumps(without.to_dict(), sort_keys=True, default=str)}
+    found = []
+    for recipe in recipes:
+        key = json.dumps(recipe.to_dict(), sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            found.append(recipe)
+    return found
 
 
 def needs_met(model, *, has_calibration: bool, has_training: bool) -> frozenset[str]:
     """Which of the passes' needs (registry.NEEDS) this model and its data meet."""
     met = {need for need, present in (("calibration", has_calibration), ("training", has_training),
-                                      ("transformer", is_transformer(model)),
+                                      ("transformer", _is_transformer(model)),
                                       ("convolutions", _has_convolutions(model))) if present}
     return frozenset(met)
 
 
-def is_transformer(model) -> bool:
+def _is_transformer(model) -> bool:
     return bool(model.meta.get("attention_blocks")) or "num_heads" in model.meta or model.is_text
 
 
@@ -173,12 +177,6 @@ def _runs_onnx(recipe: Recipe) -> bool:
     from infertune.backends import BACKENDS
 
     return "onnx" in BACKENDS[recipe.backend].formats
-
-
-def _key(recipe: Recipe) -> str:
-    import json
-
-    return json.dumps(recipe.to_dict(), sort_keys=True, default=str)
 
 
 def pass_variants(recipe: Recipe) -> list[Recipe]:
