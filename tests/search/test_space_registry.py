@@ -743,3 +743,18 @@ def test_a_recipe_value_out_of_its_declared_range_is_refused_naming_the_field_an
         _recipe({"passes": [], "backend": {"name": "openvino", "threads": 0}})
     with pytest.raises(ConfigError, match="torch option precision='int4' is not one of fp32, bf16, fp16"):
         _recipe({"passes": [], "backend": {"name": "torch", "precision": "int4"}})
+
+
+def test_the_order_among_equals_does_not_depend_on_what_was_imported_first():
+    import subprocess
+    import sys
+
+    from infertune.passes.registry import in_search_order
+
+    script = ("import infertune.passes.distill, infertune.passes.quantize.qat\n"
+              "from infertune.passes.registry import in_search_order\n"
+              "print(' '.join(e.name for e in in_search_order()))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    shipped = [e.name for e in in_search_order() if e.function.__module__.startswith("infertune.passes.")]
+    assert done.stdout.split() == shipped
+    assert shipped.index("prune-to-budget") < shipped.index("qat")
