@@ -160,14 +160,22 @@ def test_the_installed_executable_exits_2_on_usage_errors_with_one_line(args, me
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
 
 
-def test_a_recipe_value_out_of_its_declared_range_exits_2_naming_the_field_and_range(cli, tmp_path):
+@pytest.mark.parametrize("passes, backend, message", [
+    ("\n- pass: prune-structured\n  amount: 1.5", "name: torch",
+     "pass 'prune-structured' option amount=1.5 is out of range: it takes a number in (0.0, 1.0)"),
+    ("\n- pass: prune-to-budget\n  max_drop: -0.1", "name: onnxruntime",
+     "pass 'prune-to-budget' option max_drop=-0.1 is out of range: it takes a number in [0.0, 1.0]"),
+    (" []", "name: openvino\n  threads: 0",
+     "openvino option threads=0 is out of range: it takes a number of at least 1"),
+    (" []", "name: torch\n  precision: int4", "torch option precision='int4' is not one of fp32, bf16, fp16"),
+])
+def test_a_recipe_value_out_of_its_declared_range_exits_2_naming_the_field_and_range(cli, tmp_path, passes, backend,
+                                                                                    message):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("format: infertune.recipe\nversion: 1\npasses:\n- pass: prune-structured\n  amount: 1.5\n"
-                      "backend:\n  name: torch\n")
+    recipe.write_text(f"format: infertune.recipe\nversion: 1\npasses:{passes}\nbackend:\n  {backend}\n")
     result = cli("optimize", "digits-cnn", "--recipe", str(recipe), "--out", str(tmp_path / "run"))
     assert result.returncode == 2, result.stderr
-    line = one_line_error(result)
-    assert "pass 'prune-structured' option amount=1.5 is out of range: it takes a number in (0.0, 1.0)" in line
+    assert message in one_line_error(result)
 
 
 def test_ray_without_an_address_means_a_local_cluster():

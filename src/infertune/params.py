@@ -15,19 +15,24 @@ from typing import Any
 from infertune.errors import ConfigError
 
 
-def param(default: Any, help: str, *, search: tuple | None = None, choices: tuple | None = None,
-          low: float | None = None, high: float | None = None, open_low: bool = False,
+def param(default: Any, help: str, *, search: tuple | None = None, candidates: tuple = (),
+          choices: tuple | None = None, low: float | None = None, high: float | None = None, open_low: bool = False,
           open_high: bool = False) -> Any:
     """A config field: its default, what it means, the values it may take (`choices`, or a range from `low` to
     `high`, bounds included unless `open_low` / `open_high`) and, where the search should try several, its space
-    (`search`: a tuple of values)."""
+    (`search`: a tuple of values, tried one at a time on a built candidate) or, for a value that changes the
+    outputs (a backend's bf16 precision), `candidates`: values the search's first stage tries as candidates of
+    their own, each judged against the accuracy budget."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("config defaults must be immutable: use a tuple")
     if search is not None and not callable(search):  # a callable's values depend on the machine (core counts)
         for value in search:
             _check_value("search space", value, choices, low, high, open_low, open_high)
-    return field(default=default, metadata={"help": help, "search": search, "choices": choices, "low": low,
-                                            "high": high, "open_low": open_low, "open_high": open_high})
+    for value in candidates:
+        _check_value("candidate", value, choices, low, high, open_low, open_high)
+    return field(default=default, metadata={"help": help, "search": search, "candidates": tuple(candidates),
+                                            "choices": choices, "low": low, "high": high, "open_low": open_low,
+                                            "open_high": open_high})
 
 
 def check(owner: str, config: Any) -> None:
@@ -52,6 +57,12 @@ def search_space(cls: type) -> dict[str, tuple]:
         if space:
             found[f.name] = tuple(space()) if callable(space) else tuple(space)
     return found
+
+
+def candidate_values(cls: type) -> dict[str, tuple]:
+    """Field name -> the values the search's first stage tries as candidates of their own (`param(candidates=...)`),
+    for the fields that declare some."""
+    return {f.name: f.metadata["candidates"] for f in dataclasses.fields(cls) if f.metadata.get("candidates")}
 
 
 def describe(cls: type) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from infertune.errors import ConfigError
 from infertune.params import check, param
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+TORCH_PRECISION = "weights and float inputs cast to this dtype; outputs returned as float32"
 
 
 def usable_core_counts() -> tuple[int, ...]:
@@ -21,13 +22,13 @@ def usable_core_counts() -> tuple[int, ...]:
 
 
 # A field's `search` is what the search's refine stage tries on a built candidate (speed only: the outputs stay
-# the same); `precision` changes the numbers, so it is tried as candidates of their own, where the ISA helps.
+# the same); `precision` changes the numbers, so the values in its `candidates` are first-stage candidates of their
+# own, judged against the accuracy budget and tried early where the CPU's ISA accelerates them.
 
 
 @dataclass(frozen=True)
 class TorchSettings:
-    precision: str = param("fp32", "weights and float inputs cast to this dtype; outputs returned as float32",
-                           choices=PRECISIONS)
+    precision: str = param("fp32", TORCH_PRECISION, choices=PRECISIONS, candidates=("bf16",))
     threads: int | None = param(None, "torch.set_num_threads; None keeps the runtime's default", low=1,
                                 search=usable_core_counts)
     device: str = "cpu"
@@ -35,6 +36,9 @@ class TorchSettings:
 
 @dataclass(frozen=True)
 class TorchCompileSettings(TorchSettings):
+    # bf16 is no first-stage candidate here (it never was): torch eager's bf16 candidate already tells whether bf16
+    # keeps the accuracy budget, without a compile
+    precision: str = param("fp32", TORCH_PRECISION, choices=PRECISIONS)
     freezing: bool = param(True, "inductor freezing: folds weights as constants (about 2x on MiniLM here)",
                            search=(True, False))
     mode: str = param("default", "torch.compile mode", choices=("default", "reduce-overhead", "max-autotune",
@@ -60,7 +64,7 @@ class OnnxRuntimeSettings:
 @dataclass(frozen=True)
 class OpenVINOSettings:
     precision: str = param("fp32", "INFERENCE_PRECISION_HINT, always set: unset, a bf16-capable CPU silently runs "
-                                   "bf16", choices=PRECISIONS)
+                                   "bf16", choices=PRECISIONS, candidates=("bf16",))
     threads: int | None = param(None, "INFERENCE_NUM_THREADS", low=1, search=usable_core_counts)
     device: str = "cpu"
     performance_hint: str = param("LATENCY", "PERFORMANCE_HINT", choices=("LATENCY", "THROUGHPUT"),

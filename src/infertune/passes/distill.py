@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from infertune.errors import ConfigError, PassError
-from infertune.passes.registry import Checked, param, PassContext, PassOutput, register
+from infertune.passes.registry import Checked, param, PassContext, PassOutput, SearchFacts, register
 from infertune.passes.structure import bert_layers, channel_chains, prune_chains
 
 
@@ -64,7 +64,14 @@ def _thin_student(module, width: float, reinit: bool):
     return student, f"thinned {len(chains)} layers to {width:.0%} of their width"
 
 
-@register("distill", Distill, formats=("torch",), stage="structure", needs=("training",), summary="train a smaller student from the model as teacher")
+def distill_candidates(facts: SearchFacts) -> tuple[Distill, ...]:
+    """The search distils CNNs and MLPs, to a quarter of the width; a transformer student (fewer layers) is left
+    to a recipe."""
+    return () if facts.transformer else (Distill(width=0.25),)
+
+
+@register("distill", Distill, formats=("torch",), stage="structure", needs=("training",),
+          candidates=distill_candidates, summary="train a smaller student from the model as teacher")
 def distill(model, config: Distill, ctx: PassContext) -> PassOutput:
     split = ctx.require("train", "distill needs training data: pass --data (the train split is used)")
     teacher = model.module

@@ -227,7 +227,7 @@ class ExportOnnx(Checked):
 
 
 @register("export-onnx", ExportOnnx, formats=("torch",), stage="export", backends=("onnxruntime", "openvino"),
-          summary="torch -> ONNX, validated against the source")
+          makes="onnx", summary="torch -> ONNX, validated against the source")
 def export_pass(model: Model, config: ExportOnnx, ctx: PassContext) -> PassOutput:
     calibration = ctx.split("calibration")
     inputs = None

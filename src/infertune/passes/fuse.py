@@ -47,7 +47,7 @@ class OrtFusion(Checked):
                               high=1.0)
 
 
-@register("ort-fusion", OrtFusion, formats=("onnx",), needs=("transformer",), backends=("onnxruntime",),
+@register("ort-fusion", OrtFusion, formats=("onnx",), needs=("transformer",), backends=("onnxruntime",), prepares=True,
           summary="ONNX Runtime fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm), constant folding")
 def ort_fusion(model, config: OrtFusion, ctx: PassContext) -> PassOutput:
     source = require_onnx(model, "ort-fusion")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from infertune.errors import PassError
-from infertune.passes.registry import Checked, param, PassContext, PassOutput, register
+from infertune.passes.registry import Checked, param, PassContext, PassOutput, SearchFacts, register
 from infertune.passes.structure import bert_layers, channel_chains, prune_bert_layer, prune_chains
 
 TOLERANCE = 1e-9  # two samples of 200 are a drop of 0.01, not of 0.010000000000000009
@@ -57,7 +57,14 @@ def targets(config: PruneToBudget) -> list[float]:
         k += 1
 
 
+def prune_candidates(facts: SearchFacts) -> tuple[PruneToBudget, ...]:
+    """Half the user's budget on the validation split, so the held-out verdict has room; the search's share of
+    the time budget to train in."""
+    return (PruneToBudget(max_drop=facts.max_drop / 2, seconds=facts.training_seconds),)
+
+
 @register("prune-to-budget", PruneToBudget, formats=("torch",), stage="structure", needs=("training",),
+          to_budget=True, candidates=prune_candidates,
           summary="structured pruning a step at a time, fine-tuned, up to the largest sparsity within the budget")
 def prune_to_budget(model, config: PruneToBudget, ctx: PassContext) -> PassOutput:
     from infertune.passes.training import train

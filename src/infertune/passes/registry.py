@@ -4,7 +4,9 @@
     def int8_dynamic(model, config: Int8Dynamic, ctx: PassContext) -> PassOutput: ...
 
 A config field carries its default, its meaning and its search space together (`param`), so the search
-reads the space from the pass and never drifts from it.
+reads the space from the pass and never drifts from it. The entry says the rest of what the search needs (stage,
+needs, backends, objectives, `searched`, and `candidates` for the configs it tries): a pass registered with
+`searched=True` is among the search's candidates wherever its needs are met, with no change to the search.
 """
 
 from __future__ import annotations
@@ -74,10 +76,33 @@ class PassOutput:
 
 
 @dataclass(frozen=True)
+class SearchFacts:
+    """What the search knows when a pass says which of its configs to try (`register(..., candidates=...)`): the
+    model's format, the needs it meets (among NEEDS), this CPU's ISA flags, the objective, the user's accuracy
+    budget and how long one trained candidate may train."""
+
+    format: str
+    met: frozenset[str]
+    isa: frozenset[str] = frozenset()
+    objective: str = "latency"
+    max_drop: float = 0.01
+    training_seconds: float = 300.0
+
+    @property
+    def transformer(self) -> bool:
+        return "transformer" in self.met
+
+
+@dataclass(frozen=True)
 class PassEntry:
     """A registered pass and what the search reads from it: where it sits in a recipe (`stage`), what it needs
-    (data splits, a transformer, convolutions), which backends run what it makes, which ISA flags make that fast,
-    which objectives it serves, and whether the search tries it at all (a fallback such as int8-mixed is not)."""
+    (data splits, a transformer, convolutions), which backends run what it makes (the search runs it on the first),
+    which ISA flags make that fast, which objectives it serves, and whether the search tries it at all (a fallback
+    such as int8-mixed is not). The search tries its default config unless `candidates` says which configs to try
+    for a model and data (`SearchFacts` -> configs; none to skip). A `prepares` graph pass is never tried alone:
+    the search puts it under its backends' bare runtime and under each precision pass they run, where its needs
+    are met (ONNX Runtime's transformer fusion). A `to_budget` pass trains its way into the accuracy budget: the
+    dearest candidates, tried last."""
 
     name: str
     config: type
@@ -90,6 +115,10 @@ class PassEntry:
     accelerated_by: tuple[str, ...] = ()
     objectives: tuple[str, ...] = OBJECTIVES
     searched: bool = True
+    makes: str | None = None   # the format of the model it returns, when not the one it takes (export, qat)
+    candidates: Callable[[SearchFacts], tuple[Any, ...]] | None = None
+    prepares: bool = False
+    to_budget: bool = False
 
 
 PASSES: dict[str, PassEntry] = {}
@@ -98,24 +127,34 @@ _BY_CONFIG: dict[type, PassEntry] = {}
 
 def register(name: str, config: type, *, formats: tuple[str, ...], summary: str, stage: str = "graph",
              needs: tuple[str, ...] = (), backends: tuple[str, ...] = (), accelerated_by: tuple[str, ...] = (),
-             objectives: tuple[str, ...] = OBJECTIVES, searched: bool = True):
+             objectives: tuple[str, ...] = OBJECTIVES, searched: bool = True, makes: str | None = None,
+             candidates: Callable[[SearchFacts], tuple[Any, ...]] | None = None, prepares: bool = False,
+             to_budget: bool = False):
+    """Register the function below for `config`'s type; the keywords are what the search reads (see PassEntry)."""
     if not dataclasses.is_dataclass(config) or not config.__dataclass_params__.frozen:
         raise TypeError(f"pass '{name}' config {config.__name__} must be a frozen dataclass")
     if stage not in STAGES or set(needs) - set(NEEDS) or set(objectives) - set(OBJECTIVES):
         raise ValueError(f"pass '{name}': stage must be one of {STAGES}, needs among {NEEDS}, objectives among "
                          f"{OBJECTIVES}")
+    if prepares and (stage != "graph" or not backends):
+        raise ValueError(f"pass '{name}': a pass that prepares its backends' graphs is a graph pass naming them")
     config.pass_name = name  # errors about its values name the pass
 
     def decorate(function: Callable[..., PassOutput]) -> Callable[..., PassOutput]:
         if name in PASSES or config in _BY_CONFIG:
             raise ValueError(f"pass '{name}' ({config.__name__}) is registered twice")
         entry = PassEntry(name, config, function, formats, summary, stage, tuple(needs), tuple(backends),
-                          tuple(accelerated_by), tuple(objectives), searched)
+                          tuple(accelerated_by), tuple(objectives), searched, makes, candidates, prepares, to_budget)
         PASSES[name] = entry
         _BY_CONFIG[config] = entry
         return function
 
     return decorate
+
+
+# the pass modules, in the order the search tries candidates of one kind (pruning to the budget before QAT)
+MODULES = ("export", "fuse", "prune", "prune_budget", "distill", "quantize", "mixed_precision", "lowrank", "cluster",
+           "sparse")
 
 
 def load_all() -> dict[str, PassEntry]:
@@ -124,8 +163,7 @@ def load_all() -> dict[str, PassEntry]:
 
     import os
 
-    for module in ("export", "fuse", "quantize", "mixed_precision", "prune", "prune_budget", "distill", "lowrank",
-                   "cluster", "sparse"):
+    for module in MODULES:
         importlib.import_module(f"infertune.passes.{module}")
     # user passes: INFERTUNE_PLUGINS=pkg.module,other.module registers more (worker processes inherit it)
     for plugin in filter(None, os.environ.get("INFERTUNE_PLUGINS", "").split(",")):
@@ -134,6 +172,19 @@ def load_all() -> dict[str, PassEntry]:
         except ImportError as e:
             raise ConfigError(f"INFERTUNE_PLUGINS names '{plugin}', which cannot be imported: {e}") from e
     return PASSES
+
+
+def in_search_order() -> list[PassEntry]:
+    """Every registered pass, in the order of MODULES (a module's passes as it registers them; plugins last): the
+    search's order among candidates of one kind, the same in every process whatever was imported first."""
+    rank = {module: index for index, module in enumerate(MODULES)}
+
+    def module_rank(entry: PassEntry) -> int:
+        parts = entry.function.__module__.split(".")
+        return rank.get(parts[2], len(MODULES)) if parts[:2] == ["infertune", "passes"] and len(parts) > 2 \
+            else len(MODULES)
+
+    return sorted(load_all().values(), key=module_rank)
 
 
 def entry_for(config: Any) -> PassEntry:

@@ -1,7 +1,8 @@
 """Which candidates to try, cheapest and likeliest first, so a short time budget still returns a good answer:
 graph-optimised fp32 runtimes, then int8 and bf16, then pruning and distillation that need training, and last
 the passes that train to fit the budget (pruning to the budget, quantization-aware training), each bounded in
-training time by the search's time budget."""
+training time by the search's time budget. The candidates are composed from what the pass registry and the
+backends' settings declare: a pass registered with `searched=True` is tried with no change here."""
 
 from __future__ import annotations
 
@@ -22,64 +23,160 @@ def training_seconds(time_budget: float | None) -> float:
     return TRAINING_SECONDS if time_budget is None else max(1.0, min(TRAINING_SECONDS, time_budget * TRAINING_SHARE))
 
 
-def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_drop: float = 0.01,
-                      time_budget: float | None = None, isa: tuple[str, ...] | None = None) -> list[Recipe]:
-    """The candidates in the order they are tried. `max_drop` is the user's budget (pruning to the budget keeps
-    half of it on the validation split, so the held-out verdict has room); `time_budget` bounds training. Among
-    the lower-precision candidates, what this CPU's ISA (`isa`, read from the machine by default) accelerates
-    comes first; with AMX int8, transformers also get static int8 QDQ with uint8 activations and int8 weights,
-    the layout ONNX Runtime's AMX kernel runs."""
-    from infertune.passes.distill import Distill
-    from infertune.passes.export import ExportOnnx
-    from infertune.passes.fuse import FoldBatchNorm, OrtFusion
-    from infertune.passes.prune import StructuredPrune
-    from infertune.passes.prune_budget import PruneToBudget
-    from infertune.passes.quantize.qat import Qat
-    from infertune.passes.quantize.onnx_backend import Int8Dynamic, Int8Static
-    from infertune.passes.quantize.openvino_backend import Int8Nncf
-    from infertune.passes.quantize.torch_backend import Int8Torchao
+GROUPS = ("fp32", "precision", "structure", "to budget")  # tried in this order
+DEFAULT_BACKEND = "onnxruntime"  # runs a pass's output when the pass names no backend
 
-    torch_model = model.format == "torch"
-    transformer = bool(model.meta.get("attention_blocks")) or "num_heads" in model.meta or model.is_text
-    onnx = (ExportOnnx(),) if torch_model else ()
-    fused = onnx + ((OrtFusion(),) if transformer else ())
-    recipes: list[Recipe] = []
-    # 1. fp32 on faster runtimes: no accuracy risk, cheap to build
-    recipes.append(Recipe(passes=fused, backend="onnxruntime"))
-    recipes.append(Recipe(passes=onnx, backend="openvino"))
-    if torch_model:
-        if not transformer:
-            recipes.append(Recipe(passes=(FoldBatchNorm(),), backend="torch"))
-        recipes.append(Recipe(backend="torch-compile"))
-    # 2. lower precision: int8 and bf16, what this CPU accelerates first
-    isa = set(_machine_isa() if isa is None else isa)
-    low = [Recipe(passes=fused + (Int8Dynamic(),), backend="onnxruntime"),
-           Recipe(passes=onnx, backend="openvino", options=(("precision", "bf16"),))]
-    if torch_model:
-        low.append(Recipe(backend="torch", options=(("precision", "bf16"),)))
-    if has_calibration:
-        low.append(Recipe(passes=onnx + (Int8Nncf(),), backend="openvino"))
-        if not transformer or "amx_int8" in isa:
-            low.append(Recipe(passes=fused + (Int8Static(activation_type="quint8"),), backend="onnxruntime"))
-    if torch_model:
-        low.append(Recipe(passes=(Int8Torchao(),), backend="torch-compile"))
-    recipes += sorted(low, key=lambda r: not accelerated(r, isa))  # stable: the order above within each
-    # 3. structure changes that need training
-    if torch_model and has_training:
-        recipes.append(Recipe(passes=(StructuredPrune(amount=0.5, fine_tune_epochs=10),) + onnx,
-                              backend="onnxruntime"))
-        if not transformer:
-            recipes.append(Recipe(passes=(Distill(width=0.25, epochs=30),) + onnx, backend="onnxruntime"))
-    # 4. passes that train their way into the budget: the dearest to build, so last
-    if torch_model and has_training:
-        seconds = training_seconds(time_budget)
-        recipes.append(Recipe(passes=(PruneToBudget(max_drop=max_drop / 2, seconds=seconds),) + onnx,
-                              backend="onnxruntime"))
-        if has_calibration:
-            recipes.append(Recipe(passes=(Qat(seconds=seconds, lr=2e-5 if transformer else 1e-4),),
-                                  backend="onnxruntime"))
-    base = baseline_recipe(model)  # an .onnx file's plain ONNX Runtime is the baseline itself, not a candidate
-    return [r for r in recipes if r.to_dict() != base.to_dict()]
+
+def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_drop: float = 0.01,
+                      time_budget: float | None = None, isa: tuple[str, ...] | None = None,
+                      objective: str = "latency") -> list[Recipe]:
+    """The candidates in the order they are tried, composed from what the passes and backends declare: each
+    registered pass with `searched=True` that takes this model (exported first where it takes ONNX), whose needs
+    this model and data meet and whose objectives include `objective`, with the configs its entry's `candidates`
+    gives (its defaults otherwise), run on the first backend it names; each CPU backend that runs the model at its
+    defaults (fp32), and with each settings value it declares a candidate (`param(candidates=...)`: bf16).
+
+    Groups, in order: fp32 (runtimes and graph passes), lower precision, structure changes (those that train, for
+    latency), and the passes that train their way into the budget (`to_budget`). Within fp32 and precision, runtimes of the ONNX
+    graph come first; among the lower-precision candidates, what this CPU's ISA (`isa`, read from the machine by
+    default) accelerates comes first. `max_drop` is the user's budget and `time_budget` bounds training
+    (`training_seconds`): the passes' `candidates` read both. The baseline itself is never a candidate."""
+    from infertune.passes.registry import SearchFacts, in_search_order
+
+    isa = frozenset(_machine_isa() if isa is None else isa)
+    facts = SearchFacts(format=model.format, met=needs_met(model, has_calibration=has_calibration,
+                                                           has_training=has_training),
+                        isa=isa, objective=objective, max_drop=max_drop, training_seconds=training_seconds(time_budget))
+    entries = [e for e in in_search_order()
+               if e.searched and objective in e.objectives and set(e.needs) <= facts.met]
+    preparing = [e for e in entries if e.prepares]
+    groups: dict[str, list[Recipe]] = {group: [] for group in GROUPS}
+    for entry in entries:
+        if entry.stage == "export" or entry.prepares:
+            continue  # a conversion or a preparation: a step of other candidates, never one of its own
+        for config in entry.candidates(facts) if entry.candidates else (entry.config(),):
+            backend = entry.backends[0] if entry.backends else DEFAULT_BACKEND
+            groups[_group(entry)].append(_compose(model.format, backend, preparing, entry, config))
+    for backend, options in _backend_candidates(model.format):
+        groups["precision" if options else "fp32"].append(_compose(model.format, backend, preparing, options=options))
+    # stable sorts: among equals, the order above (passes in the registry's order, then the backends)
+    ordered = sorted(filter(None, groups["fp32"]), key=lambda r: not _runs_onnx(r))
+    ordered += sorted(filter(None, groups["precision"]), key=lambda r: (not accelerated(r, isa), not _runs_onnx(r)))
+    ordered += filter(None, groups["structure"] + groups["to budget"])
+    return _once(ordered, without=baseline_recipe(model))  # an .onnx file's plain ONNX Runtime is the baseline
+
+
+def _once(recipes: list[Recipe], *, without: Recipe) -> list[Recipe]:
+    """`recipes` less repeats and less `without`."""
+    import json
+
+    seen = {json.dumps(without.to_dict(), sort_keys=True, default=str)}
+    found = []
+    for recipe in recipes:
+        key = json.dumps(recipe.to_dict(), sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            found.append(recipe)
+    return found
+
+
+def needs_met(model, *, has_calibration: bool, has_training: bool) -> frozenset[str]:
+    """Which of the passes' needs (registry.NEEDS) this model and its data meet."""
+    met = {need for need, present in (("calibration", has_calibration), ("training", has_training),
+                                      ("transformer", _is_transformer(model)),
+                                      ("convolutions", _has_convolutions(model))) if present}
+    return frozenset(met)
+
+
+def _is_transformer(model) -> bool:
+    return bool(model.meta.get("attention_blocks")) or "num_heads" in model.meta or model.is_text
+
+
+def _has_convolutions(model) -> bool:
+    if model.module is not None:
+        from torch import nn
+
+        return any(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) for m in model.module.modules())
+    if model.onnx_path is not None:
+        import onnx
+
+        graph = onnx.load(str(model.onnx_path), load_external_data=False).graph
+        return any(node.op_type == "Conv" for node in graph.node)
+    return False
+
+
+def _group(entry) -> str:
+    if entry.to_budget:
+        return "to budget"
+    if entry.stage == "structure" or "training" in entry.needs:
+        return "structure"
+    return "precision" if entry.stage == "precision" else "fp32"
+
+
+def _backend_candidates(model_format: str) -> list[tuple[str, tuple[tuple[str, object], ...]]]:
+    """(backend, options): each CPU backend that runs this format at its defaults, then with each value its
+    settings class declares a first-stage candidate."""
+    from infertune.backends import BACKENDS
+    from infertune.params import candidate_values
+
+    found = []
+    for name, entry in BACKENDS.items():
+        if entry.device == "cpu" and model_format in entry.formats:
+            found.append((name, ()))
+            found += [(name, ((field, value),)) for field, values in candidate_values(entry.settings).items()
+                      for value in values]
+    return found
+
+
+def _compose(model_format: str, backend: str, preparing: list, entry=None, config=None,
+             options: tuple = ()) -> Recipe | None:
+    """A recipe running `config` (of `entry`; none: the bare backend) on `backend`: converted first where the pass
+    takes another format, the passes that prepare this backend's graphs before a precision pass or the bare
+    backend, and converted after where the backend runs ONNX (a torch model is exported in the recipe, where the
+    export is validated and cached, not inside the backend). None when no conversion leads there."""
+    from infertune.backends import BACKENDS
+
+    passes: list = []
+    current = model_format
+    if entry is not None and current not in entry.formats:
+        step = _converter(current, entry.formats)
+        if step is None:
+            return None
+        passes.append(step.config())
+        current = step.makes
+    if entry is None:
+        passes, current = _toward(backend, passes, current)
+    if entry is None or entry.stage == "precision":
+        passes += [p.config() for p in preparing if backend in p.backends and current in p.formats]
+    if entry is not None:
+        passes.append(config)
+        passes, current = _toward(backend, passes, entry.makes or current)
+    if current not in BACKENDS[backend].formats:
+        return None
+    return Recipe(passes=tuple(passes), backend=backend, options=options)
+
+
+def _toward(backend: str, passes: list, current: str) -> tuple[list, str]:
+    from infertune.backends import BACKENDS
+
+    step = _converter(current, ("onnx",)) if "onnx" in BACKENDS[backend].formats and current != "onnx" else None
+    return (passes + [step.config()], step.makes) if step is not None else (passes, current)
+
+
+def _converter(source: str, targets: tuple[str, ...]):
+    """The registered export pass from `source` to one of `targets`, or None."""
+    from infertune.passes.registry import in_search_order
+
+    return next((e for e in in_search_order() if e.stage == "export" and source in e.formats and e.makes in targets),
+                None)
+
+
+def _runs_onnx(recipe: Recipe) -> bool:
+    """Whether the recipe's backend runs an ONNX graph: these come first, the likeliest winners on a CPU and the
+    cheapest to build (torch.compile compiles for a while), so a short time budget still gets them."""
+    from infertune.backends import BACKENDS
+
+    return "onnx" in BACKENDS[recipe.backend].formats
 
 
 def pass_variants(recipe: Recipe) -> list[Recipe]:

@@ -14,6 +14,7 @@ class AbortProcess:
     signal: str = param("abort", "how the process dies: abort (SIGABRT)")
 
 
-@register("test-abort", AbortProcess, formats=("torch", "onnx"), summary="kills its process (tests only)")
+@register("test-abort", AbortProcess, formats=("torch", "onnx"), searched=False,
+          summary="kills its process (tests only)")
 def abort_process(model, config: AbortProcess, ctx: PassContext) -> PassOutput:
     os.abort()

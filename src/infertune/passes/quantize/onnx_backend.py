@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from infertune.passes.onnx_utils import as_onnx, require_onnx, sample_batches
-from infertune.passes.registry import INT8_ISA, Checked, param, PassContext, PassOutput, register
+from infertune.passes.registry import INT8_ISA, Checked, param, PassContext, PassOutput, SearchFacts, register
 
 # Graphs with fused Attention need this, or quantization fails on tensors of unknown type
 FLOAT_DEFAULT = {"DefaultTensorType": 1}  # onnx.TensorProto.FLOAT
@@ -85,8 +85,14 @@ class _Reader:
         self._index = 0
 
 
+def static_candidates(facts: SearchFacts) -> tuple[Int8Static, ...]:
+    """The search tries static int8 on a transformer only where the CPU has AMX int8, whose ONNX Runtime kernel
+    runs this layout (uint8 activations, int8 weights)."""
+    return (Int8Static(activation_type="quint8"),) if not facts.transformer or "amx_int8" in facts.isa else ()
+
+
 @register("int8-static", Int8Static, formats=("onnx",), stage="precision", needs=("calibration",),
-          backends=("onnxruntime",), accelerated_by=INT8_ISA,
+          backends=("onnxruntime",), accelerated_by=INT8_ISA, candidates=static_candidates,
           summary="ONNX Runtime int8 QDQ with activation ranges calibrated on the calibration split")
 def int8_static(model, config: Int8Static, ctx: PassContext) -> PassOutput:
     import onnxruntime as ort

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from infertune.errors import PassError
 from infertune.passes.onnx_utils import as_onnx, sample_batches
-from infertune.passes.registry import INT8_ISA, Checked, param, PassContext, PassOutput, register
+from infertune.passes.registry import INT8_ISA, Checked, param, PassContext, PassOutput, SearchFacts, register
 
 CALIBRATION_SAMPLES = 128
 FREEZE_AT = 0.5  # fraction of the training steps after which activation ranges and batch norm stop moving
@@ -49,8 +49,15 @@ class Qat(Checked):
                               low=0.0, high=1.0)
 
 
+def qat_candidates(facts: SearchFacts) -> tuple[Qat, ...]:
+    """The search trains within its share of the time budget; a transformer's trained weights take a smaller
+    learning rate than a CNN's or an MLP's."""
+    return (Qat(seconds=facts.training_seconds, lr=2e-5 if facts.transformer else 1e-4),)
+
+
 @register("qat", Qat, formats=("torch",), stage="precision", needs=("training", "calibration"),
-          backends=("onnxruntime", "openvino"), accelerated_by=INT8_ISA,
+          backends=("onnxruntime", "openvino"), accelerated_by=INT8_ISA, makes="onnx", to_budget=True,
+          candidates=qat_candidates,
           summary="quantization-aware training: fake-quant int8 fine-tuned on the train split, exported as int8 ONNX")
 def qat(model, config: Qat, ctx: PassContext) -> PassOutput:
     import torch
