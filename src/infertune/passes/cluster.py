@@ -38,6 +38,7 @@ def kmeans_1d(values: np.ndarray, k: int, iterations: int = 25) -> tuple[np.ndar
 
 
 @register("weight-sharing", WeightSharing, formats=("torch",), stage="structure", objectives=("size",),
+          backends=("torch",),
           summary="k-means weight clustering, stored as packed indices + codebook (smaller on disk)")
 def weight_sharing(model, config: WeightSharing, ctx: PassContext) -> PassOutput:
     import torch

@@ -25,7 +25,7 @@ class MagnitudePrune(Checked):
 
 
 @register("prune-magnitude", MagnitudePrune, formats=("torch",), stage="structure", objectives=("size",),
-          summary="unstructured magnitude pruning (zeros; dense kernels gain no speed from them)")
+          backends=("torch",), summary="unstructured magnitude pruning (zeros; dense kernels gain no speed from them)")
 def prune_magnitude(model, config: MagnitudePrune, ctx: PassContext) -> PassOutput:
     import torch
 

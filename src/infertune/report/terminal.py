@@ -167,8 +167,8 @@ def loadtest_table(result) -> None:
         out.print(f"server CPU: {result.server_cpu_s:.2f} s over the run, {result.cpu_s_per_1000:.3f} CPU-seconds per "
                   f"1,000 requests (from the server's own accounting)")
     if result.client_cpu_s is not None and result.client_cpu_s_per_1000 is not None:
-        out.print(f"load generator CPU: {result.client_cpu_s:.2f} s, {result.client_cpu_s_per_1000:.3f} CPU-seconds per "
-                  f"1,000 requests (on the same machine, it competes with the server for the cores)")
+        out.print(f"load generator CPU: {result.client_cpu_s:.2f} s, {result.client_cpu_s_per_1000:.3f} CPU-seconds "
+                  f"per 1,000 requests (on the same machine, it competes with the server for the cores)")
     out.print(f"energy: {result.joules_per_1000:.1f} J per 1,000 requests ({result.energy_note})"
               if result.energy_j is not None else result.energy_note)
     if result.generator_waits:

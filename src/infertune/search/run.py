@@ -127,7 +127,7 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
         recipes if recipes is not None else candidate_recipes(
             source, has_calibration="calibration" in dataset.splits,
             has_training=dataset.splits.get("train") is not None and len(dataset.splits["train"]) > 0,
-            max_drop=max_drop, time_budget=time_budget))]
+            max_drop=max_drop, time_budget=time_budget, objective=objective))]
     started = time.monotonic()
     common = dict(model=source.spec.to_dict(), data=dataset.spec.to_dict(), baseline_recipe=base.to_dict(),
                   baseline_outputs=str(out.resolve() / "baseline_outputs.npz"), batch_size=batch_size,

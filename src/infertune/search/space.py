@@ -37,10 +37,10 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_d
     defaults (fp32), and with each settings value it declares a candidate (`param(candidates=...)`: bf16).
 
     Groups, in order: fp32 (runtimes and graph passes), lower precision, structure changes (those that train, for
-    latency), and the passes that train their way into the budget (`to_budget`). Within fp32 and precision, runtimes of the ONNX
-    graph come first; among the lower-precision candidates, what this CPU's ISA (`isa`, read from the machine by
-    default) accelerates comes first. `max_drop` is the user's budget and `time_budget` bounds training
-    (`training_seconds`): the passes' `candidates` read both. The baseline itself is never a candidate."""
+    latency), and the passes that train their way into the budget (`to_budget`). Within fp32 and precision,
+    runtimes of the ONNX graph come first; among the lower-precision candidates, what this CPU's ISA (`isa`, read
+    from the machine by default) accelerates comes first. `max_drop` is the user's budget and `time_budget` bounds
+    training (`training_seconds`): the passes' `candidates` read both. The baseline itself is never a candidate."""
     from infertune.passes.registry import SearchFacts, in_search_order
 
     isa = frozenset(_machine_isa() if isa is None else isa)
