@@ -214,6 +214,7 @@ def run_model(name: str, timing: Timing, workdir: Path, patterns: list[str] | No
             result.error = "no outputs to compare with the reference"
         if result is None or not result.ok:
             reason = notes if result is None else result.error
+            reason = str(reason).replace("|", "\\|")  # an error naming |diff| must not split the table's cells
             lines.append(f"| {label} | {backend} | failed: {reason} | | | | | | | | |")
             continue
         a, b = result.at(small), result.at(large)
