@@ -100,8 +100,7 @@ def test_the_search_on_a_vit_export_tries_fusion_precision_and_threads(unseen, t
     assert any(c["recipe"]["backend"].get("threads") == 1 for c in tried)
     _verdicts_are_whole(result)
     shown = capsys.readouterr().out
-    with capsys.disabled():
-        print(shown)
+    print(shown)  # shown again with the test's output when it fails
     assert "ort-fusion" in shown  # the table shows the fused candidate
 
 
