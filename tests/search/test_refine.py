@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import infertune
+from infertune.testing.models import lstm_tagger
 from infertune.backends.settings import OnnxRuntimeSettings, OpenVINOSettings, TorchCompileSettings, usable_core_counts
 from infertune.data import save_npz
 from infertune.params import search_space
@@ -17,23 +18,12 @@ from infertune.search.space import setting_variants
 QUICK = {"warmup": 1, "min_runs": 5, "min_seconds": 0.0, "max_runs": 50, "max_seconds": 5.0}
 
 
-class Tagger(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lstm = torch.nn.LSTM(16, 32, batch_first=True)
-        self.head = torch.nn.Linear(32, 4)
-
-    def forward(self, x):
-        out, _ = self.lstm(x)
-        return self.head(out[:, -1])
-
-
 @pytest.fixture(scope="module")
 def lstm_onnx(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("lstm")
     path = folder / "tagger.onnx"
-    torch.onnx.export(Tagger().eval(), (torch.randn(1, 12, 16),), str(path), input_names=["x"], output_names=["y"],
+    torch.onnx.export(lstm_tagger(), (torch.randn(1, 12, 16),), str(path), input_names=["x"], output_names=["y"],
                       dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
     data = folder / "x.npz"
     save_npz(data, {"x": np.random.default_rng(0).standard_normal((96, 12, 16)).astype(np.float32)})

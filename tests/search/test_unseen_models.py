@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import infertune
+from infertune.testing.models import lstm_tagger
 from infertune.data import save_npz
 
 QUICK = {"warmup": 1, "min_runs": 5, "min_seconds": 0.0, "max_runs": 40, "max_seconds": 2.0}
@@ -45,19 +46,9 @@ def unseen(tmp_path_factory):
         def forward(self, pixel_values):
             return self.vit(pixel_values=pixel_values).logits
 
-    class Tagger(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lstm = torch.nn.LSTM(16, 32, batch_first=True)
-            self.head = torch.nn.Linear(32, 4)
-
-        def forward(self, x):
-            out, _ = self.lstm(x)
-            return self.head(out[:, -1])
-
     rng = np.random.default_rng(0)
     _export(Logits().eval(), torch.randn(1, 3, 32, 32), where / "vit.onnx", "pixel_values", "logits")
-    _export(Tagger().eval(), torch.randn(1, 12, 16), where / "lstm.onnx", "x", "y")
+    _export(lstm_tagger(), torch.randn(1, 12, 16), where / "lstm.onnx", "x", "y")
     save_npz(where / "vit.npz", {"pixel_values": rng.standard_normal((96, 3, 32, 32)).astype(np.float32)})
     save_npz(where / "lstm.npz", {"x": rng.standard_normal((96, 12, 16)).astype(np.float32)})
     return where

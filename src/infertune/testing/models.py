@@ -142,3 +142,20 @@ def faulty_mlp():
         return output[1:] if bool((first == 5.0).any()) else output
 
     return _mlp_wrapper(forward)
+
+
+def lstm_tagger():
+    """An LSTM over (N, 12, 16) sequences, then a head on the last step: (N, 4) scores."""
+    torch = _seeded()
+
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(16, 32, batch_first=True)
+            self.head = torch.nn.Linear(32, 4)
+
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return self.head(out[:, -1])
+
+    return Tagger().eval()
