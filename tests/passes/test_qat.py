@@ -1,8 +1,11 @@
 """Quantization-aware training: the exported int8 graph runs on ONNX Runtime, holds QDQ int8 operators and
 matches the fake-quant torch model it came from; training stops at its step budget and says how long it took."""
 
+import collections
+
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -68,4 +71,35 @@ def test_qat_on_a_transformer_exports_a_runnable_int8_graph(bert_model, bert_dat
     from infertune.testing.models import bert_data
 
     assert load_session(out.model, "onnxruntime").run(bert_data(4))["output"].shape == (4, 32)
-    assert out.details["export_check"]["output"]["min_cosine"] > 0.999
+    assert out.details["export_check"]["output"]["min_cosine"] > 0.99
+    # as faithful to fp32 as the fake-quant model it came from, whether or not rounding flips set them apart
+    trained = out.details["fidelity_after" if out.details["trained_weights_kept"] else "fidelity_before"]
+    assert out.details["fidelity_exported"] >= trained - Qat().tolerance
+    # q, k, v, the FFN and the attention output feed float operators: their MatMuls run integer, float out
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(out.model.onnx_path), options, providers=["CPUExecutionProvider"])
+    ops = collections.Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
+    assert ops["MatMulIntegerToFloat"] == sum(isinstance(m, torch.nn.Linear) for m in bert_model.module.modules()), ops
+
+
+def test_an_export_that_is_not_the_fake_quant_model_and_less_faithful_is_refused(bert_model, bert_dataset, tmp_path,
+                                                                                  monkeypatch):
+    """The gate itself: a graph whose outputs moved away from the fake-quant model, and from fp32, fails the pass."""
+    from infertune.errors import PassError
+    from infertune.passes.quantize import qat as qat_module
+
+    real = qat_module.export_int8
+
+    def broken(model, ctx, config):  # the real export, then its weights scaled: a wrong graph, as a bug would write
+        path, check, calibrated = real(model, ctx, config)
+        graph = onnx.load(str(path))
+        for init in graph.graph.initializer:
+            if init.data_type == onnx.TensorProto.FLOAT and len(init.dims) == 1:
+                init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) * 3 + 1, init.name))
+        onnx.save(graph, str(path))
+        return path, {"output": {"max_abs_diff": 1.0, "min_cosine": 0.5}}, calibrated
+
+    monkeypatch.setattr(qat_module, "export_int8", broken)
+    with pytest.raises(PassError, match="is not the fake-quant model"):
+        apply(bert_model, Qat(steps=2), PassContext(workdir=tmp_path, dataset=bert_dataset))

@@ -47,6 +47,8 @@ class Qat(Checked):
     exclude: tuple[str, ...] = param((), "module names kept in float (first or last layers, say)")
     min_cosine: float = param(0.999, "smallest row cosine of the exported graph against the fake-quant model",
                               low=0.0, high=1.0)
+    tolerance: float = param(0.002, "below min_cosine: how far the exported graph's fidelity to fp32 (mean cosine, "
+                                    "or top-1 with labels) may fall under the fake-quant model's", low=0.0, high=1.0)
 
 
 def qat_candidates(facts: SearchFacts) -> tuple[Qat, ...]:
@@ -98,43 +100,73 @@ def qat(model, config: Qat, ctx: PassContext) -> PassOutput:
         freeze_ranges(student)
     with torch.no_grad():
         path, check, calibrated = export_int8(quantized, ctx, config)
-    worst = min(figures["min_cosine"] for figures in check.values())
+    exported, checked = _check_export(quantized, teacher, calibration, path, check, after if kept else before, config)
     notes = [f"QAT int8: per-channel int8 weights, {_activation_text(config)} activations on {len(wrapped)} layers; "
              f"trained {stats.steps} steps ({stats.epochs:.2f} epochs, stopped by {stats.stopped_by}) in "
              f"{stats.seconds:.0f} s; calibration-split fidelity to fp32 {before:.6f} before training, {after:.6f} "
              f"after" + ("" if kept else " (worse, so the untrained fake-quant weights were kept)")
-             + f"; exported graph vs fake-quant model: min cosine {worst:.5f}"]
+             + f"; {checked}"]
     if folded is not None:
         notes.append("batch norm folded into the convolutions before training")
     if calibrated:
-        notes.append(f"{len(calibrated)} of {len(wrapped)} quantized layer outputs feed no quantized layer through "
-                     f"ReLU, pooling or reshapes: their int8 range is calibrated (min/max), not trained")
+        notes.append(f"{len(calibrated)} of {len(wrapped)} quantized layer outputs (Conv, Gemm) feed no "
+                     f"quantized layer through ReLU, pooling or reshapes: their int8 range is calibrated (min/max), "
+                     f"not trained")
     return PassOutput(as_onnx(model, path), notes=notes,
                       details={"train_seconds": stats.seconds, "train_steps": stats.steps, "export_check": check,
-                               "fidelity_before": before, "fidelity_after": after, "trained_weights_kept": kept})
+                               "fidelity_before": before, "fidelity_after": after, "fidelity_exported": exported,
+                               "trained_weights_kept": kept})
 
 
-def fidelity(model, teacher, split, samples: int = CALIBRATION_SAMPLES) -> float:
+def fidelity(model, teacher, split, samples: int = CALIBRATION_SAMPLES, graph=None) -> float:
     """How good the model is on a split it does not train on: top-1 accuracy where a classifier has labels, else
-    the mean row cosine of its outputs with `teacher`'s (top-1 agreement hides small moves on a small split)."""
+    the mean row cosine of its outputs with `teacher`'s (top-1 agreement hides small moves on a small split).
+    With `graph` (an ONNX file) the graph's outputs are measured instead of the module's."""
     import numpy as np
     import torch
 
     from infertune.data.metrics import row_cosines
 
     model.module.eval()
+    session = None
+    if graph is not None:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+        wanted = {i.name for i in session.get_inputs()}
     labels = split.labels if model.task == "classification" else None
     found, start = [], 0
     with torch.no_grad():
         for batch in sample_batches(model, split, count=samples, batch=16):
             tensors = [torch.from_numpy(batch[n]) for n in model.signature.input_names]
-            out = model.module(*tensors).reshape(len(tensors[0]), -1).numpy()
+            if session is None:
+                out = model.module(*tensors).reshape(len(tensors[0]), -1).numpy()
+            else:
+                out = session.run(None, {k: v for k, v in batch.items() if k in wanted})[0].reshape(len(tensors[0]), -1)
             if labels is not None:
                 found.append(out.argmax(axis=1) == labels[start:start + len(out)])
             else:
                 found.append(row_cosines(teacher(*tensors).reshape(len(tensors[0]), -1).numpy(), out))
             start += len(out)
     return float(np.mean(np.concatenate(found)))
+
+
+def _check_export(model, teacher, split, path, check: dict, trained: float, config: "Qat") -> tuple[float, str]:
+    """The exported graph is the fake-quant model when their outputs agree row by row (min cosine); where they
+    do not, the two must be equally faithful to the fp32 model. A quantized transformer sits on rounding edges:
+    the float sums of ONNX Runtime's integer kernels and of torch differ in the last bits, a few values land on the
+    other side of a rounding step, and after six layers the two are 0.994 apart by cosine while each is 0.994
+    from fp32. Returns (the graph's fidelity to fp32, how it passed); raises PassError when it does neither."""
+    worst = min(figures["min_cosine"] for figures in check.values())
+    exported = fidelity(model, teacher, split, graph=path)
+    if worst >= config.min_cosine:
+        return exported, f"exported graph vs fake-quant model: min cosine {worst:.5f}"
+    if exported >= trained - config.tolerance:
+        return exported, (f"exported graph vs fake-quant model: min cosine {worst:.5f} (rounding flips), but as "
+                          f"faithful to fp32: {exported:.6f} against the fake-quant model's {trained:.6f}")
+    raise PassError(f"qat's exported int8 graph of '{model.name}' is not the fake-quant model: min cosine {worst:.5f} "
+                    f"(needs >= {config.min_cosine}), and its fidelity to fp32 is {exported:.6f} against the fake-quant "
+                    f"model's {trained:.6f} (tolerance {config.tolerance})")
 
 
 def _activation_text(config: Qat) -> str:
@@ -275,15 +307,14 @@ def export_int8(model, ctx: PassContext, config: Qat):
         # the QDQ pairs carry the very (frozen) scales the model was trained with; to_qdq lays them out as ONNX
         # Runtime's int8 kernels take them (int8 weights, quantized layer outputs)
         fake_quant = ctx.workdir / "qat-fake-quant.onnx"
-        export.export_onnx(model, fake_quant, inputs=inputs, atol=float("inf"), min_cosine=config.min_cosine)
+        export.export_onnx(model, fake_quant, inputs=inputs, atol=float("inf"), min_cosine=0.0)
         low, high = (0, 255) if config.activation_type == "quint8" else (-128, 127)
         proto = onnx.load(str(fake_quant))
         calibrated = to_qdq(proto, sample_batches(model, calibration, count=CALIBRATION_SAMPLES, batch=16),
                             (low, high))
         onnx.save(proto, str(target))
         fake_quant.unlink()
-        return target, export.check(model, target, atol=float("inf"), min_cosine=config.min_cosine,
-                                    inputs=inputs), calibrated
+        return target, export.check(model, target, atol=float("inf"), min_cosine=0.0, inputs=inputs), calibrated
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     plain = dataclasses.replace(model, module=_without_fake_quant(model.module))
@@ -291,7 +322,7 @@ def export_int8(model, ctx: PassContext, config: Qat):
     export.export_onnx(plain, fp32, inputs=inputs)
     quantize_dynamic(str(fp32), str(target), op_types_to_quantize=["MatMul", "Gemm", "Conv"], per_channel=True,
                      weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": 1})
-    return target, export.check(model, target, atol=float("inf"), min_cosine=config.min_cosine, inputs=inputs), []
+    return target, export.check(model, target, atol=float("inf"), min_cosine=0.0, inputs=inputs), []
 
 
 def _without_fake_quant(module):
