@@ -1,5 +1,6 @@
 """A Keras 3 model built and saved (.keras) by the test, loaded through Keras' torch backend: it runs as Keras runs
-it, benchmarks on the command line on torch and ONNX Runtime, and takes torch passes (ONNX export)."""
+it, benchmarks on the command line on torch (fp32 and bf16), ONNX Runtime and OpenVINO, takes torch passes (ONNX
+export, NNCF int8), and goes through the whole optimize search like a torch model."""
 
 import json
 import os
@@ -59,14 +60,29 @@ def test_bench_keras_file_on_torch_and_onnxruntime(keras_file, cli, tmp_path):
     out = tmp_path / "bench.json"
     data = tmp_path / "pixels.npz"
     np.savez(data, pixels=np.random.default_rng(3).standard_normal((16, 8, 8, 1)).astype(np.float32))
-    result = cli("bench", str(path), "--data", str(data), "--backend", "torch,onnxruntime", "--batch-sizes", "1",
-                 "--min-time", "0", "--min-runs", "3", "--json", str(out))
+    result = cli("bench", str(path), "--data", str(data), "--backend", "torch,onnxruntime,openvino", "--batch-sizes",
+                 "1", "--min-time", "0", "--min-runs", "3", "--json", str(out))
     assert result.returncode == 0, result.stderr
-    print("\n" + result.stdout[-1500:])
+    print("\n" + result.stdout[-2000:])
     data = json.loads(out.read_text())
-    assert [r["backend"] for r in data["results"]] == ["torch", "onnxruntime"]
+    assert [r["backend"] for r in data["results"]] == ["torch", "onnxruntime", "openvino"]
     assert all(r["error"] is None for r in data["results"]), [r["error"] for r in data["results"]]
-    assert data["results"][1]["fidelity"]["top1_agreement"] == 1.0  # the ONNX export agrees with Keras on torch
+    # the ONNX export, as ONNX Runtime and OpenVINO run it, agrees with Keras on torch
+    assert [r["fidelity"]["top1_agreement"] for r in data["results"][1:]] == [1.0, 1.0]
+
+
+def test_bench_keras_file_in_bf16_on_torch(keras_file, cli, tmp_path):
+    """Keras layers cast their inputs to float32: bf16 runs under autocast, not by casting the weights."""
+    path, _ = keras_file
+    out = tmp_path / "bench.json"
+    data = tmp_path / "pixels.npz"
+    np.savez(data, pixels=np.random.default_rng(3).standard_normal((16, 8, 8, 1)).astype(np.float32))
+    result = cli("bench", str(path), "--data", str(data), "--backend", "torch", "--precision", "bf16",
+                 "--batch-sizes", "1", "--min-time", "0", "--min-runs", "3", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["error"] is None and row["precision"] == "bf16", row["error"]
+    assert row["fidelity"]["cosine_mean"] > 0.99, row["fidelity"]
 
 
 def test_keras_model_takes_torch_passes(keras_file, pixels, tmp_path):
@@ -81,3 +97,50 @@ def test_keras_model_takes_torch_passes(keras_file, pixels, tmp_path):
     np.testing.assert_allclose(got, np.asarray(model.predict(pixels, verbose=0)), atol=1e-4)
     print("\n" + "; ".join(output.notes))
 
+
+
+def test_keras_model_takes_nncf_int8_on_openvino(keras_file, pixels, tmp_path):
+    """OpenVINO folds the Cast the Keras export starts with, and its input port answers to that Cast's name too:
+    the session and NNCF feed the model's own input name."""
+    import infertune
+    from infertune.passes.export import ExportOnnx
+    from infertune.passes.quantize.openvino_backend import Int8Nncf
+
+    path, model = keras_file
+    data = {"pixels": np.random.default_rng(2).standard_normal((64, 8, 8, 1)).astype(np.float32)}
+    quantized, _ = infertune.apply_passes(str(path), [ExportOnnx(), Int8Nncf(subset_size=64)], data=data,
+                                          workdir=tmp_path)
+    got = infertune.load(quantized, backend="openvino").run({"pixels": pixels})["scores"]
+    want = np.asarray(model.predict(pixels, verbose=0))
+    assert got.shape == want.shape and np.all(np.isfinite(got))
+    cosine = np.sum(got * want, 1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+    assert cosine.min() > 0.95, cosine
+
+
+@pytest.mark.slow
+def test_optimize_a_keras_file_like_a_torch_model(keras_file, tmp_path):
+    """The whole search: torch candidates (bf16 among them), the ONNX export on ONNX Runtime and OpenVINO, int8;
+    every candidate gets a verdict, none of the runtimes fails on the Keras model, and the choice is confirmed."""
+    import infertune
+    from infertune.data import save_npz
+    from infertune.report.terminal import optimize_table
+
+    path, _ = keras_file
+    rng = np.random.default_rng(4)
+    data = tmp_path / "pixels.npz"
+    save_npz(data, {"pixels": rng.standard_normal((160, 8, 8, 1)).astype(np.float32)})
+    result = infertune.optimize(str(path), data=str(data), max_drop=0.02, out=tmp_path / "run", time_budget=150,
+                                timing={"warmup": 1, "min_runs": 5, "min_seconds": 0.0, "max_runs": 40,
+                                        "max_seconds": 2.0})
+    optimize_table(result)
+    by_backend: dict[str, list] = {}
+    for c in result.candidates:
+        assert c["status"] in ("ok", "rejected", "failed") and (c["status"] == "ok" or c["reason"]), c
+        by_backend.setdefault(c["recipe"]["backend"]["name"], []).append(c)
+    assert {"torch", "onnxruntime", "openvino"} <= set(by_backend), sorted(by_backend)
+    failed = [(c["id"], c["reason"]) for c in result.candidates if c["status"] == "failed"
+              and not c["recipe"]["passes"]]  # a runtime itself, with no pass, runs the Keras model
+    assert not failed, failed
+    assert any(c["precision"] == "bf16" and c["status"] != "failed" for c in by_backend["torch"])
+    assert any(c["precision"] == "int8" and c["status"] != "failed" for c in result.candidates)
+    assert result.best is not None and result.best["speedup"].get("confirmed") is not None

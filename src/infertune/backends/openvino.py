@@ -62,7 +62,7 @@ class OpenVINOSession(Session):
         core = ov.Core()
         self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         self._request = self._compiled.create_infer_request()
-        self._inputs = [port.get_any_name() for port in self._compiled.inputs]
+        self._inputs = [port_name(port, model.signature.input_names) for port in self._compiled.inputs]
         self.settings = settings
         self.signature = model.signature
         ran = self._compiled.get_property("INFERENCE_PRECISION_HINT")
@@ -85,6 +85,14 @@ class OpenVINOSession(Session):
         values = [self._request.get_output_tensor(i).data.astype(np.float32, copy=True)
                   for i in range(len(self._compiled.outputs))]
         return outputs_dict(self.signature, values)
+
+
+def port_name(port, wanted: list[str]) -> str:
+    """The model's own name for an input port. A port carries every name its tensor had in the source graph: where
+    the input feeds a no-op OpenVINO folds away (the Cast a Keras export starts with), the Cast's output name is
+    one of them, and `get_any_name` may answer with it."""
+    names = port.get_names()
+    return next((name for name in wanted if name in names), port.get_any_name())
 
 
 def load(model, settings: OpenVINOSettings) -> OpenVINOSession:

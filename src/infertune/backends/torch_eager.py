@@ -58,6 +58,8 @@ def prepare_module(model, settings: TorchSettings):
         torch.set_num_threads(settings.threads)
     module = copy.deepcopy(model.module)
     dtype = getattr(torch, DTYPES[settings.precision])
+    if getattr(module, "runs_low_precision_by_autocast", False):  # its layers cast their inputs to float32
+        return module.to(device=settings.device).eval(), dtype
     return module.to(device=settings.device, dtype=dtype).eval(), dtype
 
 
@@ -69,6 +71,8 @@ class TorchSession(Session):
         self._module = module
         self._dtype = dtype
         self._device = settings.device
+        # a module whose layers keep float32 weights and inputs (Keras) runs bf16/fp16 under autocast instead
+        self._autocast = dtype if getattr(module, "runs_low_precision_by_autocast", False) else None
 
     @functools.cached_property
     def precision(self) -> str:
@@ -90,11 +94,15 @@ class TorchSession(Session):
         tensors = []
         for spec in self.signature.inputs:
             tensor = torch.from_numpy(np.ascontiguousarray(inputs[spec.name])).to(self._device)
-            if tensor.is_floating_point():
+            if tensor.is_floating_point() and self._autocast is None:
                 tensor = tensor.to(self._dtype)
             tensors.append(tensor)
-        with torch.inference_mode():
-            result = self._call(tensors)
+        if self._autocast is None or self._autocast == torch.float32:
+            with torch.inference_mode():
+                result = self._call(tensors)
+        else:
+            with torch.inference_mode(), torch.autocast(self._device.split(":")[0], dtype=self._autocast):
+                result = self._call(tensors)
         values = result if isinstance(result, (tuple, list)) else (result,)
         return outputs_dict(self.signature, [v.float().cpu().numpy() for v in values])
 

@@ -7,6 +7,10 @@ from torch import nn
 
 
 class KerasModule(nn.Module):
+    # Keras layers cast their inputs to their float32 compute dtype: casting the weights to bf16 breaks them
+    # (the torch backends run bf16 and fp16 under torch.autocast instead)
+    runs_low_precision_by_autocast = True
+
     def __init__(self, keras_model, inputs: int):
         super().__init__()
         self.keras_model = keras_model  # a torch.nn.Module itself under Keras' torch backend
