@@ -69,7 +69,7 @@ ROWS = {
         ("structured prune 25% heads + FFN, distil 3 epochs, torch eager",
          [StructuredPrune(amount=0.25, fine_tune_epochs=3, lr=5e-5)], "torch", {}, TORCH_BASE),
         ("QAT int8 static QDQ (uint8 act, per-channel int8 weights), 400 steps, onnxruntime",
-         [Qat(steps=400, lr=2e-5)], "onnxruntime", {}, ORT_BASE),
+         [Qat(steps=400, lr=5e-6)], "onnxruntime", {}, ORT_BASE),
         ("prune to the budget (validation drop <= 0.01), onnxruntime",
          [PruneToBudget(max_drop=0.01, fine_tune_epochs=1, lr=5e-5), EXPORT], "onnxruntime", {}, ORT_BASE),
         ("prune to the budget (validation drop <= 0.03), onnxruntime",

@@ -144,3 +144,4 @@ def test_optimize_a_keras_file_like_a_torch_model(keras_file, tmp_path):
     assert any(c["precision"] == "bf16" and c["status"] != "failed" for c in by_backend["torch"])
     assert any(c["precision"] == "int8" and c["status"] != "failed" for c in result.candidates)
     assert result.best is not None and result.best["speedup"].get("confirmed") is not None
+

@@ -1,7 +1,8 @@
 """QAT's int8 export is laid out as ONNX Runtime's int8 kernels take it: in the graph ONNX Runtime runs (saved with
 `optimized_model_filepath`) every quantized layer is an integer kernel (QLinearConv / QLinearMatMul / QGemm, or
 MatMulIntegerToFloat where a MatMul's output feeds float operators), as many as in the post-training int8-static
-graph of the same model, its weights are stored in int8, and its outputs still match the fake-quant model. Models here are built in the test (none of them is known to the code), plus digits-cnn."""
+graph of the same model, its weights are stored in int8, and its outputs still match the fake-quant model. Models
+here are built in the test (none of them is known to the code), plus digits-cnn."""
 
 import collections
 import copy

@@ -40,7 +40,7 @@ class Qat(Checked):
     steps: int = param(400, "training steps, at most", low=1)
     seconds: float = param(300.0, "training seconds, at most (the trial's time budget bounds this)", low=0.0,
                            open_low=True)
-    lr: float = param(2e-5, "learning rate (AdamW); small, the weights start trained", low=0.0, open_low=True)
+    lr: float = param(5e-6, "learning rate (AdamW); small, the weights start trained", low=0.0, open_low=True)
     batch: int = param(16, "samples per training step", low=1)
     alpha: float = param(0.5, "class scores with labels: weight of the fp32 model's soft targets against the labels",
                          low=0.0, high=1.0)
@@ -53,8 +53,9 @@ class Qat(Checked):
 
 def qat_candidates(facts: SearchFacts) -> tuple[Qat, ...]:
     """The search trains within its share of the time budget; a transformer's trained weights take a smaller
-    learning rate than a CNN's or an MLP's."""
-    return (Qat(seconds=facts.training_seconds, lr=2e-5 if facts.transformer else 1e-4),)
+    learning rate than a CNN's or an MLP's (on MiniLM, 2e-5 moved the calibration-split fidelity from 0.99335 down
+    to 0.99288; 5e-6 up to 0.99403)."""
+    return (Qat(seconds=facts.training_seconds, lr=5e-6 if facts.transformer else 1e-4),)
 
 
 @register("qat", Qat, formats=("torch",), stage="precision", needs=("training", "calibration"),
@@ -164,9 +165,9 @@ def _check_export(model, teacher, split, path, check: dict, trained: float, conf
     if exported >= trained - config.tolerance:
         return exported, (f"exported graph vs fake-quant model: min cosine {worst:.5f} (rounding flips), but as "
                           f"faithful to fp32: {exported:.6f} against the fake-quant model's {trained:.6f}")
-    raise PassError(f"qat's exported int8 graph of '{model.name}' is not the fake-quant model: min cosine {worst:.5f} "
-                    f"(needs >= {config.min_cosine}), and its fidelity to fp32 is {exported:.6f} against the fake-quant "
-                    f"model's {trained:.6f} (tolerance {config.tolerance})")
+    raise PassError(f"qat's exported int8 graph of '{model.name}' is not the fake-quant model: min cosine "
+                    f"{worst:.5f} (needs >= {config.min_cosine}), and its fidelity to fp32 is {exported:.6f} against "
+                    f"the fake-quant model's {trained:.6f} (tolerance {config.tolerance})")
 
 
 def _activation_text(config: Qat) -> str:
