@@ -72,7 +72,8 @@ class TorchSession(Session):
         self._dtype = dtype
         self._device = settings.device
         # a module whose layers keep float32 weights and inputs (Keras) runs bf16/fp16 under autocast instead
-        self._autocast = dtype if getattr(module, "runs_low_precision_by_autocast", False) else None
+        self._autocast = dtype if getattr(module, "runs_low_precision_by_autocast", False) and \
+            settings.precision != "fp32" else None
 
     @functools.cached_property
     def precision(self) -> str:
@@ -97,7 +98,7 @@ class TorchSession(Session):
             if tensor.is_floating_point() and self._autocast is None:
                 tensor = tensor.to(self._dtype)
             tensors.append(tensor)
-        if self._autocast is None or self._autocast == torch.float32:
+        if self._autocast is None:
             with torch.inference_mode():
                 result = self._call(tensors)
         else:

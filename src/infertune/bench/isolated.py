@@ -36,8 +36,9 @@ def run_worker(module: str, job: dict, *, timeout: float,
     read_fd, write_fd = os.pipe()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", RESULT_FD: str(write_fd), PARENT_PID: str(os.getpid())}
     try:
-        process = subprocess.Popen([sys.executable, "-P", "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, env=env, pass_fds=(write_fd,),
+        command = [sys.executable, "-P", "-m", module]  # -P: nothing imported from the caller's folder
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, env=env, pass_fds=(write_fd,),
                                    start_new_session=True)  # its own process group: a kill takes its children
     finally:
         os.close(write_fd)

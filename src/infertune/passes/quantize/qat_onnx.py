@@ -13,10 +13,9 @@ folds no weight into int8 in the file. So, keeping every scale the training lear
 - any other Conv or Gemm output gets a range from the calibration batches (min/max, as ONNX Runtime's quantizer
   calibrates): ONNX Runtime runs no QLinearConv with a float output, and leaves DQ -> Gemm in float;
 - any other MatMul output stays float: ONNX Runtime runs DQ -> MatMul as MatMulIntegerToFloat, the integer
-  kernel of QLinearMatMul without the requantization. A range calibrated
-  there adds an error the training never saw: on a transformer, where q/k/v, the FFN and the attention output
-  all feed float operators (softmax, GELU, the residual adds), those ranges took the exported MiniLM from row
-  cosine 0.994 with its fp32 model down to 0.942.
+  kernel of QLinearMatMul without the requantization. A range calibrated there adds an error the training never
+  saw: on a transformer, where q/k/v, the FFN and the attention output all feed float operators (softmax, GELU,
+  the residual adds), those ranges took the exported MiniLM from row cosine 0.994 with its fp32 model to 0.942.
 """
 
 from __future__ import annotations
