@@ -99,6 +99,24 @@ def test_keras_model_takes_torch_passes(keras_file, pixels, tmp_path):
 
 
 
+def test_the_search_does_not_offer_passes_that_rewrite_torch_layers_to_a_keras_model(keras_file):
+    """Pruning, distillation and QAT rewrite nn.Linear / nn.Conv layers, which Keras layers are not: the search
+    leaves them out (rather than trying and failing them), and offers them to a torch model of the same shape."""
+    from infertune.passes.registry import entry_for
+    from infertune.resolver import load_model
+    from infertune.search.space import candidate_recipes
+
+    path, _ = keras_file
+    trained = {"prune-structured", "prune-to-budget", "distill", "qat"}
+    options = dict(has_calibration=True, has_training=True, max_drop=0.03, time_budget=400,
+                   isa=("avx512_vnni", "avx512_bf16"))
+    keras_passes = {entry_for(c).name for r in candidate_recipes(load_model(str(path)), **options) for c in r.passes}
+    assert "export-onnx" in keras_passes and not keras_passes & trained, sorted(keras_passes)
+    cnn = load_model("infertune.testing.models:tiny_cnn", data={"input": np.zeros((2, 1, 8, 8), np.float32)})
+    torch_passes = {entry_for(c).name for r in candidate_recipes(cnn, **options) for c in r.passes}
+    assert trained <= torch_passes, sorted(torch_passes)
+
+
 def test_keras_model_takes_nncf_int8_on_openvino(keras_file, pixels, tmp_path):
     """OpenVINO folds the Cast the Keras export starts with, and its input port answers to that Cast's name too:
     the session and NNCF feed the model's own input name."""

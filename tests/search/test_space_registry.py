@@ -686,6 +686,7 @@ def test_a_pass_registered_for_the_search_is_tried_with_no_other_change(models, 
     (dict(needs=("calibration",)), "onnx-cnn cal=0 train=1 isa=-"),
     (dict(needs=("transformer",)), "torch-cnn cal=1 train=1 isa=-"),
     (dict(needs=("convolutions",)), "onnx-transformer cal=1 train=1 isa=-"),
+    (dict(needs=("torch-layers",)), "onnx-cnn cal=1 train=1 isa=-"),
     (dict(objectives=("size",)), "onnx-cnn cal=1 train=1 isa=-"),
     (dict(candidates=lambda facts: ()), "onnx-cnn cal=1 train=1 isa=-"),
 ])

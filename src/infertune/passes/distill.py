@@ -70,7 +70,7 @@ def distill_candidates(facts: SearchFacts) -> tuple[Distill, ...]:
     return () if facts.transformer else (Distill(width=0.25),)
 
 
-@register("distill", Distill, formats=("torch",), stage="structure", needs=("training",),
+@register("distill", Distill, formats=("torch",), stage="structure", needs=("training", "torch-layers"),
           candidates=distill_candidates, summary="train a smaller student from the model as teacher")
 def distill(model, config: Distill, ctx: PassContext) -> PassOutput:
     split = ctx.require("train", "distill needs training data: pass --data (the train split is used)")

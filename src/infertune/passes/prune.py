@@ -75,7 +75,8 @@ class StructuredPrune(Checked):
     lr: float = param(1e-3, "fine-tuning learning rate")
 
 
-@register("prune-structured", StructuredPrune, formats=("torch",), stage="structure", needs=("training",),
+@register("prune-structured", StructuredPrune, formats=("torch",), stage="structure",
+          needs=("training", "torch-layers"),
           summary="remove whole channels / neurons / heads (a smaller dense model), then fine-tune")
 def prune_structured(model, config: StructuredPrune, ctx: PassContext) -> PassOutput:
     if not 0 < config.amount < 1:

@@ -63,7 +63,7 @@ def prune_candidates(facts: SearchFacts) -> tuple[PruneToBudget, ...]:
     return (PruneToBudget(max_drop=facts.max_drop / 2, seconds=facts.training_seconds),)
 
 
-@register("prune-to-budget", PruneToBudget, formats=("torch",), stage="structure", needs=("training",),
+@register("prune-to-budget", PruneToBudget, formats=("torch",), stage="structure", needs=("training", "torch-layers"),
           to_budget=True, candidates=prune_candidates,
           summary="structured pruning a step at a time, fine-tuned, up to the largest sparsity within the budget")
 def prune_to_budget(model, config: PruneToBudget, ctx: PassContext) -> PassOutput:

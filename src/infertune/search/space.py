@@ -84,12 +84,21 @@ def needs_met(model, *, has_calibration: bool, has_training: bool) -> frozenset[
     """Which of the passes' needs (registry.NEEDS) this model and its data meet."""
     met = {need for need, present in (("calibration", has_calibration), ("training", has_training),
                                       ("transformer", _is_transformer(model)),
-                                      ("convolutions", _has_convolutions(model))) if present}
+                                      ("convolutions", _has_convolutions(model)),
+                                      ("torch-layers", _has_torch_layers(model))) if present}
     return frozenset(met)
 
 
 def _is_transformer(model) -> bool:
     return bool(model.meta.get("attention_blocks")) or "num_heads" in model.meta or model.is_text
+
+
+def _has_torch_layers(model) -> bool:
+    if model.module is None:
+        return False
+    from torch import nn
+
+    return any(isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) for m in model.module.modules())
 
 
 def _has_convolutions(model) -> bool:

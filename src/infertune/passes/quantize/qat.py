@@ -58,7 +58,7 @@ def qat_candidates(facts: SearchFacts) -> tuple[Qat, ...]:
     return (Qat(seconds=facts.training_seconds, lr=5e-6 if facts.transformer else 1e-4),)
 
 
-@register("qat", Qat, formats=("torch",), stage="precision", needs=("training", "calibration"),
+@register("qat", Qat, formats=("torch",), stage="precision", needs=("training", "calibration", "torch-layers"),
           backends=("onnxruntime", "openvino"), accelerated_by=INT8_ISA, makes="onnx", to_budget=True,
           candidates=qat_candidates,
           summary="quantization-aware training: fake-quant int8 fine-tuned on the train split, exported as int8 ONNX")
