@@ -71,6 +71,45 @@ def test_structured_pruning_of_a_transformer_removes_heads_and_ffn_neurons(bert_
     assert load_session(out.model, "torch").run(bert_data(4))["output"].shape == (4, 32)
 
 
+def test_activation_importance_removes_the_channels_that_never_fire_where_weight_norms_keep_them():
+    """Four channels with the largest weights but a bias that keeps them below zero: after the ReLU they are
+    always 0, so they matter least. Their weight norm ranks them first; their measured activation, last."""
+    from infertune.passes.structure import activation_scores, channel_chains, prune_chains
+
+    torch.manual_seed(0)
+
+    def build():
+        net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3),
+                                  torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 3))
+        with torch.no_grad():
+            net[0].weight[:4] *= 10
+            net[0].bias[:4] = -1e3  # dead channels
+        return net
+
+    batches = [[torch.randn(16, 1, 8, 8)] for _ in range(4)]
+    by_activation = build()
+    by_norm = copy.deepcopy(by_activation)
+    scores = activation_scores(by_activation, batches)
+    assert torch.all(scores[id(by_activation[0].weight)][:4] == 0)
+    prune_chains(channel_chains(by_activation), 0.5, norm="activation", scores=scores)
+    prune_chains(channel_chains(by_norm), 0.5, norm="l1")
+    assert by_activation[0].out_channels == by_norm[0].out_channels == 4
+    assert torch.all(by_activation[0].bias > -1e3) and torch.all(by_norm[0].bias == -1e3)
+    # the second chain (conv -> linear after flatten) was cut by activation too, and the network still runs
+    assert by_activation[2].out_channels == 2 and by_activation[5].in_features == 2 * 4 * 4
+    assert by_activation(torch.randn(8, 1, 8, 8)).shape == (8, 3)
+
+
+def test_activation_importance_prunes_a_transformer_and_it_runs(bert_model, bert_dataset, tmp_path):
+    out = apply(bert_model, StructuredPrune(amount=0.5, importance="activation", fine_tune_epochs=0),
+                PassContext(workdir=tmp_path, dataset=bert_dataset))
+    layer = out.model.module.bert.encoder.layer[0]
+    assert layer.attention.self.num_attention_heads == 1 and layer.intermediate.dense.out_features == 32
+    from infertune.testing.models import bert_data
+
+    assert load_session(out.model, "torch").run(bert_data(4))["output"].shape == (4, 32)
+
+
 def test_magnitude_pruning_reports_dense_storage_honestly_and_sparse_storage_smaller(mlp_model, tmp_path):
     dense = apply(mlp_model, MagnitudePrune(sparsity=0.8), PassContext(workdir=tmp_path / "d"))
     assert dense.details["sparsity"] == pytest.approx(0.8, abs=0.02) and "no smaller" in dense.notes[0]

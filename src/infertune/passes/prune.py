@@ -67,8 +67,9 @@ def prune_magnitude(model, config: MagnitudePrune, ctx: PassContext) -> PassOutp
 class StructuredPrune(Checked):
     amount: float = param(0.5, "fraction of channels / neurons / heads removed", search=(0.25, 0.5, 0.75),
                           low=0.0, high=1.0, open_low=True, open_high=True)
-    importance: str = param("l1", "l1 or l2 weight norm, or taylor (|gradient x weight| on calibration data)",
-                            search=("l1", "taylor"), choices=("l1", "l2", "taylor"))
+    importance: str = param("l1", "l1 or l2 weight norm, taylor (|gradient x weight|) or activation (mean "
+                                  "|output| of the unit) on calibration data",
+                            search=("l1", "taylor"), choices=("l1", "l2", "taylor", "activation"))
     heads: bool = param(True, "transformers: prune attention heads too (else FFN neurons only)")
     fine_tune_epochs: int = param(10, "epochs on the train split afterwards: labels, or distillation from the "
                                       "unpruned model's outputs")
@@ -83,7 +84,7 @@ def prune_structured(model, config: StructuredPrune, ctx: PassContext) -> PassOu
         raise ConfigError(f"prune-structured amount must be between 0 and 1, got {config.amount}")
     teacher = model.module
     module = copy.deepcopy(teacher)
-    scores = _taylor_scores(model, module, ctx) if config.importance == "taylor" else None
+    scores = importance_scores(model, module, config.importance, ctx)
     before = sum(p.numel() for p in module.parameters())
     notes = []
     layers = bert_layers(module)
@@ -132,6 +133,24 @@ def _check_runs(model, module) -> None:
     except RuntimeError as e:
         raise PassError(f"prune-structured could not rewire '{model.name}' (its layers are not a "
                                     f"simple chain): {str(e).splitlines()[0]}") from e
+
+
+def importance_scores(model, module, importance: str, ctx: PassContext) -> dict | None:
+    """What the data-driven criteria measure on `module` before it is cut (None for the weight norms)."""
+    if importance == "taylor":
+        return _taylor_scores(model, module, ctx)
+    if importance == "activation":
+        import torch
+
+        from infertune.passes.onnx_utils import sample_batches
+        from infertune.passes.structure import activation_scores
+
+        split = ctx.require("calibration", "activation importance needs calibration data: pass --data, or use "
+                                           "importance=l1")
+        batches = [[torch.from_numpy(b[n]) for n in model.signature.input_names]
+                   for b in sample_batches(model, split, count=64, batch=16)]
+        return activation_scores(module, batches)
+    return None
 
 
 def _taylor_scores(model, module, ctx: PassContext) -> dict:

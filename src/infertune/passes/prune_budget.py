@@ -35,8 +35,9 @@ class PruneToBudget(Checked):
                                     "gets harder)", choices=("linear", "exponential"))
     max_sparsity: float = param(0.9, "largest fraction of units removed", low=0.0, high=1.0, open_low=True,
                                 open_high=True)
-    importance: str = param("l1", "l1 or l2 weight norm, or taylor (|gradient x weight| on calibration data)",
-                            choices=("l1", "l2", "taylor"))
+    importance: str = param("l1", "l1 or l2 weight norm, taylor (|gradient x weight|) or activation (mean "
+                                  "|output| of the unit) on calibration data",
+                            choices=("l1", "l2", "taylor", "activation"))
     heads: bool = param(True, "transformers: prune attention heads too (else FFN neurons only)")
     fine_tune_epochs: int = param(1, "epochs on the train split after each step (labels, and the unpruned "
                                      "model's outputs); 0 measures the bare cut", low=0)
@@ -131,11 +132,9 @@ def _cut(module, amount: float, config: PruneToBudget, source, ctx: PassContext)
     """Remove `amount` of the remaining units of each prunable layer of `module` (a copy of `source.module`)."""
     if amount <= 0:
         return
-    scores = None
-    if config.importance == "taylor":
-        from infertune.passes.prune import _taylor_scores
+    from infertune.passes.prune import importance_scores
 
-        scores = _taylor_scores(source, module, ctx)
+    scores = importance_scores(source, module, config.importance, ctx)
     layers = bert_layers(module)
     if layers:
         for layer in layers:

@@ -23,7 +23,10 @@ def _keep(scores: torch.Tensor, amount: float) -> torch.Tensor:
 
 
 def _unit_scores(weight: torch.Tensor, norm: str, scores: dict | None, param: nn.Parameter) -> torch.Tensor:
-    """Importance of each output unit (row) of a weight."""
+    """Importance of each output unit (row) of a weight. `scores` holds, by id of the original parameter, the
+    per-weight |gradient x weight| (taylor) or the per-unit mean |activation| (activation)."""
+    if norm == "activation":
+        return scores[id(param)]
     source = scores[id(param)] if norm == "taylor" else weight.detach()
     flat = source.reshape(source.shape[0], -1)
     return flat.abs().sum(dim=1) if norm in ("l1", "taylor") else flat.pow(2).sum(dim=1).sqrt()
@@ -97,8 +100,11 @@ def bert_layers(module: nn.Module) -> list[nn.Module]:
 def prune_bert_layer(layer: nn.Module, amount: float, *, heads: bool, norm: str = "l1",
                      scores: dict | None = None) -> None:
     up, down = layer.intermediate.dense, layer.output.dense
-    ffn_scores = _unit_scores(up.weight, norm, scores, up.weight) + \
-        _unit_scores(down.weight.t(), "l1" if norm == "taylor" else norm, None, down.weight)
+    if norm == "activation":  # the neuron's mean |output| after the nonlinearity: what the down projection reads
+        ffn_scores = scores[id(up.weight)]
+    else:
+        ffn_scores = _unit_scores(up.weight, norm, scores, up.weight) + \
+            _unit_scores(down.weight.t(), "l1" if norm == "taylor" else norm, None, down.weight)
     keep = _keep(ffn_scores, amount)
     _slice_rows(up, keep)
     _slice_inputs(down, keep, len(ffn_scores))
@@ -110,7 +116,10 @@ def _prune_heads(attention: nn.Module, amount: float, norm: str, scores: dict | 
     attn = attention.self
     size = attn.attention_head_size
     count = attn.num_attention_heads
-    per_row = sum(_unit_scores(p.weight, norm, scores, p.weight) for p in (attn.query, attn.key, attn.value))
+    if norm == "activation":  # the head's mean |context|, what the output projection reads
+        per_row = scores[id(attn.query.weight)]
+    else:
+        per_row = sum(_unit_scores(p.weight, norm, scores, p.weight) for p in (attn.query, attn.key, attn.value))
     head_scores = per_row.reshape(count, size).sum(dim=1)
     kept_heads = _keep(head_scores, amount)
     rows = torch.cat([torch.arange(h * size, (h + 1) * size) for h in kept_heads.tolist()])
@@ -121,3 +130,47 @@ def _prune_heads(attention: nn.Module, amount: float, norm: str, scores: dict | 
     dense.in_features = len(rows)
     attn.num_attention_heads = len(kept_heads)
     attn.all_head_size = len(kept_heads) * size
+
+
+def activation_scores(module: nn.Module, batches) -> dict:
+    """Mean |activation| of every prunable unit, measured on `batches` (lists of input tensors) with forward hooks:
+    a conv/linear chain's unit by what its consumer reads (after batch norm and the nonlinearity), an FFN neuron by
+    what the down projection reads, an attention head by what the output projection reads. Keyed by the id of
+    the producing weight, as prune_chains and prune_bert_layer look them up."""
+    sums: dict[int, torch.Tensor] = {}
+    counts: dict[int, int] = {}
+    hooks = []
+
+    def watch(consumer: nn.Module, key: int, units: int) -> None:
+        def hook(_, inputs):
+            x = inputs[0].detach()
+            if isinstance(consumer, nn.Conv2d):
+                per_unit = x.abs().transpose(0, 1).reshape(x.shape[1], -1)
+            elif x.dim() == 2 and x.shape[1] != units:  # a linear after flatten: units x spatial positions
+                per_unit = x.abs().reshape(x.shape[0], units, -1).transpose(0, 1).reshape(units, -1)
+            else:
+                per_unit = x.abs().reshape(-1, x.shape[-1]).t()
+            sums[key] = sums.get(key, 0) + per_unit.sum(dim=1)
+            counts[key] = counts.get(key, 0) + per_unit.shape[1]
+        hooks.append(consumer.register_forward_pre_hook(hook))
+
+    layers = bert_layers(module)
+    if layers:
+        for layer in layers:
+            watch(layer.output.dense, id(layer.intermediate.dense.weight), layer.intermediate.dense.out_features)
+            watch(layer.attention.output.dense, id(layer.attention.self.query.weight),
+                  layer.attention.output.dense.in_features)
+    else:
+        for chain in channel_chains(module):
+            watch(chain.consumer, id(chain.producer.weight), chain.producer.weight.shape[0])
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                module(*batch)
+    finally:
+        for h in hooks:
+            h.remove()
+        module.train(was_training)
+    return {key: sums[key] / counts[key] for key in sums}
