@@ -43,3 +43,9 @@ def pixels_body(values, rows: int = 1, **extra) -> dict:
 def mlp_body(first: float = 0.5, **extra) -> dict:
     return {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 16], "data": [first] + [0.25] * 15}],
             **extra}
+
+
+def metric(server, name: str) -> float:
+    """The sum of the /metrics series whose line starts with `name` (a bare name, or one with its labels)."""
+    text = server.client.get("/metrics").text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))

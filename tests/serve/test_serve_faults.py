@@ -15,7 +15,7 @@ import pytest
 
 import infertune
 from infertune.serve.batcher import Batcher, EngineFailed
-from serve_helpers import mlp_body, pixels_body, running
+from serve_helpers import metric, mlp_body, pixels_body, running
 
 FAULTY = "infertune.testing.models:faulty_mlp"
 
@@ -25,11 +25,6 @@ def faulty_server(mlp_data_npz):
     with running(FAULTY, "--data", str(mlp_data_npz), "--name", "faulty", "--max-batch-size", "8",
                  "--max-delay-ms", "40", "--cache-size", "64") as server:
         yield server
-
-
-def metric(server, name: str) -> float:
-    text = server.client.get("/metrics").text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
 def test_a_fault_in_one_request_fails_it_alone_inside_its_batch(faulty_server):

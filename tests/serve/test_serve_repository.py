@@ -6,7 +6,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from serve_helpers import running
+from serve_helpers import metric, running
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +19,6 @@ def infer(client, model, name, array):
     tensor = triton.InferInput(name, list(array.shape), "FP32")
     tensor.set_data_from_numpy(array, binary_data=True)
     return client.infer(model, [tensor])
-
-
-def metric(text: str, series: str) -> float:
-    """The value of one series in Prometheus' text format."""
-    line = next(line for line in text.splitlines() if line.startswith(series + " "))
-    return float(line.split()[-1])
 
 
 def test_two_models_answer_side_by_side_with_their_own_names(two_models):
@@ -71,10 +65,9 @@ def test_statistics_count_inferences_and_add_up_their_durations(two_models):
     assert stats["inference_stats"]["cache_hit"]["count"] - before["inference_stats"]["cache_hit"]["count"] == 1
     # the durations are the server's own metrics, added up (not asserted positive: a sub-millisecond answer can
     # read 0 where the machine's clock is coarse, as it was on one CI run)
-    metrics = server.client.get("/metrics").text
-    assert success["ns"] == round(metric(metrics, 'infertune_request_seconds_sum{model="mlp"}') * 1e9)
+    assert success["ns"] == round(metric(server, 'infertune_request_seconds_sum{model="mlp"}') * 1e9)
     assert stats["inference_stats"]["compute_infer"]["ns"] == round(
-        metric(metrics, 'infertune_compute_seconds_sum{model="mlp"}') * 1e9)
+        metric(server, 'infertune_compute_seconds_sum{model="mlp"}') * 1e9)
     assert any(b["batch_size"] == 4 and b["compute_infer"]["count"] >= 1 for b in stats["batch_stats"])
     assert stats["last_inference"] > 1.7e12  # ms since the epoch
 

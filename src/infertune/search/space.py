@@ -93,19 +93,18 @@ def _is_transformer(model) -> bool:
     return bool(model.meta.get("attention_blocks")) or "num_heads" in model.meta or model.is_text
 
 
-def _has_torch_layers(model) -> bool:
+def _has_torch_layers(model, convolutions_only: bool = False) -> bool:
     if model.module is None:
         return False
     from torch import nn
 
-    return any(isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) for m in model.module.modules())
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d) + (() if convolutions_only else (nn.Linear,))
+    return any(isinstance(m, kinds) for m in model.module.modules())
 
 
 def _has_convolutions(model) -> bool:
     if model.module is not None:
-        from torch import nn
-
-        return any(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) for m in model.module.modules())
+        return _has_torch_layers(model, convolutions_only=True)
     if model.onnx_path is not None:
         import onnx
 
