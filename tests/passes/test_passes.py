@@ -138,3 +138,35 @@ def test_torchao_int8_is_reported_as_int8(mlp_model, tmp_path):
     output = apply(mlp_model, Int8Torchao(), PassContext(workdir=tmp_path))
     assert load_session(output.model, "torch").precision == "int8"
     assert load_session(mlp_model, "torch").precision == "fp32"
+
+
+@pytest.mark.parametrize("calibration", ["minmax", "entropy"])
+def test_static_int8_on_natural_length_text_can_leave_matmul_outputs_float(keyword_folder, tmp_path, calibration):
+    """Calibration batches of texts differ in length: the histogram calibrators (entropy, percentile) used to fail
+    stacking them. With `float_outputs` only MatMul inputs and weights are int8, and no product is requantized."""
+    import onnx
+
+    import infertune
+    from infertune.passes.export import ExportOnnx
+    from infertune.testing.folders import keyword_texts, write_jsonl
+
+    texts, labels = keyword_texts(64, seed=4)
+    texts = [t + " and more" * (i % 5) for i, t in enumerate(texts)]
+    model, dataset = infertune.resolve(str(keyword_folder), data=str(write_jsonl(tmp_path / "t.jsonl", texts, labels)))
+    ctx = PassContext(workdir=tmp_path, dataset=dataset)
+    exported = apply(model, ExportOnnx(), ctx).model
+    output = apply(exported, Int8Static(calibration=calibration, float_outputs=True, samples=32), ctx)
+
+    graph = onnx.load(str(output.model.onnx_path)).graph
+    producers = {out: node.op_type for node in graph.node for out in node.output}
+    matmuls = [node for node in graph.node if node.op_type == "MatMul"]
+    assert matmuls and all(producers.get(i) == "DequantizeLinear" for node in matmuls for i in node.input)
+    requantized = [node for node in graph.node
+                   if node.op_type == "QuantizeLinear" and producers.get(node.input[0]) == "MatMul"]
+    assert not requantized
+    assert "MatMul/Gemm outputs left float" in output.notes[0]
+    split = dataset.split("calibration")
+    inputs = exported.inputs_for(split, np.arange(8))
+    reference = next(iter(load_session(exported, "onnxruntime").run(inputs).values()))
+    result = next(iter(load_session(output.model, "onnxruntime").run(inputs).values()))
+    assert _cosine(reference, result) >= 0.95

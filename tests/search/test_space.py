@@ -50,7 +50,7 @@ def test_what_the_cpu_accelerates_is_tried_first(mlp_model):
     assert int8_only[0] == "int8" and int8_only[-2:] == ["bf16", "bf16"]
 
 
-def test_amx_int8_brings_static_u8s8_int8_to_transformers(mlp_model):
+def test_amx_int8_brings_static_u8s8_int8_to_transformers_and_every_isa_float_matmul_outputs(mlp_model):
     import dataclasses
 
     from infertune.passes.quantize.onnx_backend import Int8Static
@@ -61,9 +61,12 @@ def test_amx_int8_brings_static_u8s8_int8_to_transformers(mlp_model):
         return [c for r in candidate_recipes(text_like, has_calibration=True, has_training=False, isa=isa)
                 for c in r.passes if isinstance(c, Int8Static)]
 
-    assert statics(("avx512_vnni",)) == []
+    assert statics(("avx512_vnni",)) == [Int8Static(float_outputs=True)]
     found = statics(("amx_int8", "amx_bf16"))
-    assert len(found) == 1 and found[0].activation_type == "quint8"
+    assert found == [Int8Static(activation_type="quint8"), Int8Static(float_outputs=True)]
+    recipes = candidate_recipes(text_like, has_calibration=True, has_training=False, isa=("avx512_vnni",))
+    floats = [r for r in recipes if any(isinstance(c, Int8Static) for c in r.passes)]
+    assert [r.describe() for r in floats] == ["export-onnx > int8-static > onnxruntime"]  # not fused first
 
 
 def test_a_registered_pass_declared_search_values_reach_the_candidates():

@@ -23,6 +23,7 @@ class MixedPrecisionInt8(Checked):
                                   "1 - top-1 agreement) the result may have")
     validation_samples: int = param(128, "validation samples from the calibration split")
     op_types: tuple[str, ...] = param(("MatMul", "Attention", "Gemm", "Conv"), "operator types considered")
+    float_outputs: bool = param(False, "int8-static only: MatMul / Gemm outputs left float (see int8-static)")
 
 
 def quantizable_nodes(path: Path, op_types: tuple[str, ...]) -> list[str]:
@@ -59,7 +60,8 @@ def int8_mixed(model, config: MixedPrecisionInt8, ctx: PassContext) -> PassOutpu
         if config.base == "int8-dynamic":
             cfg = Int8Dynamic(per_channel=config.per_channel, op_types=config.op_types, **selection)
             return Path(int8_dynamic(model, cfg, sub).model.onnx_path)
-        cfg = Int8Static(per_channel=config.per_channel, op_types=config.op_types, **selection)
+        cfg = Int8Static(per_channel=config.per_channel, op_types=config.op_types,
+                         float_outputs=config.float_outputs, **selection)
         return Path(int8_static(model, cfg, sub).model.onnx_path)
 
     ctx.say("quantizing every layer")

@@ -154,7 +154,7 @@ def _compose(model_format: str, backend: str, preparing: list, entry=None, confi
         current = step.makes
     if entry is None:
         passes, current = _toward(backend, passes, current)
-    if entry is None or entry.stage == "precision":
+    if entry is None or (entry.stage == "precision" and getattr(config, "takes_prepared_graph", True)):
         passes += [p.config() for p in preparing if backend in p.backends and current in p.formats]
     if entry is not None:
         passes.append(config)
@@ -231,7 +231,8 @@ def mixed_precision_fallback(recipe: Recipe, max_drop: float) -> Recipe | None:
         if isinstance(config, (Int8Dynamic, Int8Static)):
             base = "int8-dynamic" if isinstance(config, Int8Dynamic) else "int8-static"
             # the validation budget is kept under the user's, so the held-out verdict has room
-            mixed = MixedPrecisionInt8(base=base, max_drop=max_drop / 2)
+            outputs = {"float_outputs": True} if getattr(config, "float_outputs", False) else {}
+            mixed = MixedPrecisionInt8(base=base, max_drop=max_drop / 2, **outputs)
             return Recipe(passes=recipe.passes[:index] + (mixed,) + recipe.passes[index + 1:],
                           backend=recipe.backend, options=recipe.options)
     return None
