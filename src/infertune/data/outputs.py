@@ -18,6 +18,12 @@ def check_output_path(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ConfigError(f"--out '{path}' must end in .npz, .jsonl or .parquet (the format follows the extension)")
+    if path.suffix.lower() == ".parquet":
+        import importlib.util
+
+        if importlib.util.find_spec("pyarrow") is None:  # checked before the model runs, not after
+            raise ConfigError(f"--out '{path}' is Parquet, which needs pyarrow: pip install 'infertune[ray]' (or "
+                              f"pyarrow), or write .jsonl / .npz")
     return path
 
 

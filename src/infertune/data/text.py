@@ -131,8 +131,11 @@ def _csv_rows(content: str, path: Path, delimiter: str, text_field: str) -> Iter
 
 
 def _parquet_rows(path: Path, columns: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    import pyarrow.parquet as pq
-
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"data file '{path}' is Parquet, which needs pyarrow: pip install 'infertune[ray]' (or "
+                        f"pyarrow), or give the texts as .jsonl / .csv") from None
     try:
         table = pq.read_table(str(path))
     except Exception as e:  # pyarrow raises ArrowInvalid and OSError for files it cannot read
