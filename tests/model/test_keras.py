@@ -147,7 +147,7 @@ def test_optimize_a_keras_file_like_a_torch_model(keras_file, tmp_path):
     rng = np.random.default_rng(4)
     data = tmp_path / "pixels.npz"
     save_npz(data, {"pixels": rng.standard_normal((160, 8, 8, 1)).astype(np.float32)})
-    result = infertune.optimize(str(path), data=str(data), max_drop=0.02, out=tmp_path / "run", time_budget=150,
+    result = infertune.optimize(str(path), data=str(data), max_drop=0.02, out=tmp_path / "run", refine=False,
                                 timing={"warmup": 1, "min_runs": 5, "min_seconds": 0.0, "max_runs": 40,
                                         "max_seconds": 2.0})
     optimize_table(result)
