@@ -239,7 +239,7 @@ def optimize(
     source, dataset = resolve(model, data=data, weights=weights, task=task, pooling=pooling, num_heads=num_heads,
                               hidden_size=hidden_size, heldout=heldout, text_field=text_field, label_field=label_field)
     typer.echo(f"model: {source.name} ({source.task}, {source.format}"
-               + (f", {source.meta['attention']}" if "attention" in source.meta else "") + ")")
+               + "".join(f", {source.meta[key]}" for key in ("attention", "loaded_as") if key in source.meta) + ")")
     if dataset is not None:
         typer.echo(f"data: {dataset.describe()}")
     with progress_reporter(1) as report:

@@ -1,12 +1,15 @@
 """Keras 3 `.keras` files, loaded through Keras' torch backend, so they run on the torch path (every backend,
-every torch pass, ONNX export) without TensorFlow. What that backend cannot load goes through tf2onnx
-(`infertune[tensorflow]`) instead."""
+ONNX export) without TensorFlow. A chain of common layers is then rebuilt from torch layers (`keras_torch`), so
+the passes that rewrite nn.Linear / nn.Conv2d (pruning, distillation, QAT) take it too. What that backend cannot
+load goes through tf2onnx (`infertune[tensorflow]`) instead."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from infertune.errors import UnsupportedModelError
 from infertune.model.base import Model
@@ -48,8 +51,41 @@ def load(path: Path, spec: ModelSpec) -> Model:
     from infertune.model.keras_module import KerasModule
 
     module = KerasModule(loaded, len(signature.inputs)).eval()
+    rebuilt, loaded_as = _rebuilt(loaded, module, signature)
     return Model(name=path.stem, spec=spec, signature=signature, task=spec.task or guess_task(signature),
-                 module=module, meta={"keras_file": str(path.resolve())})
+                 module=rebuilt or module, meta={"keras_file": str(path.resolve()), "loaded_as": loaded_as})
+
+
+def _rebuilt(loaded, module, signature: Signature):
+    """The model rebuilt from torch layers when it is a chain of layers that have a rebuild and it computes what
+    Keras computes (checked on random inputs); else None and why, and the model stays on Keras' backend."""
+    import torch
+
+    from infertune.model.keras_torch import NotConvertible, to_torch
+
+    try:
+        rebuilt, layers = to_torch(loaded)
+    except NotConvertible as e:
+        return None, (f"on Keras' torch backend ({e}): the passes that rewrite torch layers (pruning, distillation, "
+                      f"QAT) are not offered")
+    (spec,) = signature.inputs
+    shape = [4] + [d if isinstance(d, int) else 8 for d in spec.shape[1:]]
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+    try:
+        with torch.no_grad():
+            want, got = module(x).float(), rebuilt(x)
+    except Exception as e:  # a shape the check's input does not fit, an op one side lacks
+        return None, (f"on Keras' torch backend (the torch rebuild could not be checked against Keras: "
+                      f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}): the passes that rewrite "
+                      f"torch layers (pruning, distillation, QAT) are not offered")
+    diff = float((got - want).abs().max())
+    scale = float(want.abs().max()) or 1.0
+    if not np.isfinite(diff) or diff > 1e-4 * max(scale, 1.0):
+        return None, (f"on Keras' torch backend (the torch rebuild differs from Keras by {diff:.2e}): the passes "
+                      f"that rewrite torch layers (pruning, distillation, QAT) are not offered")
+    counts = {kind: layers.count(kind) for kind in dict.fromkeys(layers)}
+    return rebuilt, (f"Keras layers rebuilt as torch layers ({', '.join(f'{k} x{n}' for k, n in counts.items())}; "
+                     f"max |diff| {diff:.1e} against Keras)")
 
 
 def _spec(tensor, fallback: str, name: str | None = None) -> TensorSpec:
