@@ -170,6 +170,25 @@ def test_a_keras_graph_the_rebuild_cannot_express_stays_on_keras_and_says_why(ke
     assert infertune.load(loaded).run({"features": x})["scores"].shape == (3, 3)
 
 
+def test_a_keras_chain_ending_in_a_raw_op_stays_on_keras(tmp_path):
+    """`keras.ops.minimum` after the last layer is not a layer (Keras' `layers` leaves it out) and changes only
+    large outputs, which a check on random inputs may miss: the rebuild refuses the model rather than drop it."""
+    import infertune
+    from infertune.resolver import load_model
+
+    keras = _keras()
+    inputs = keras.Input(shape=(16,), name="features")
+    outputs = keras.ops.minimum(keras.layers.Dense(3)(keras.layers.Dense(16, activation="relu")(inputs)), 100.0)
+    path = tmp_path / "capped.keras"
+    keras.Model(inputs, outputs).save(str(path))
+    loaded = load_model(str(path))
+    assert "Keras' torch backend" in loaded.meta["loaded_as"] and "op" in loaded.meta["loaded_as"], \
+        loaded.meta["loaded_as"]
+    x = np.full((2, 16), 1e4, np.float32)
+    got = infertune.load(loaded).run({"features": x})
+    assert float(np.max(next(iter(got.values())))) <= 100.0
+
+
 def test_the_search_offers_passes_that_rewrite_torch_layers_only_to_a_rebuilt_keras_model(keras_file,
                                                                                           keras_branch_file):
     """Pruning, distillation and QAT rewrite nn.Linear / nn.Conv layers: a Keras chain rebuilt from torch layers

@@ -78,6 +78,10 @@ def _rebuilt(loaded, module, signature: Signature):
         return None, (f"on Keras' torch backend (the torch rebuild could not be checked against Keras: "
                       f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}): the passes that rewrite "
                       f"torch layers (pruning, distillation, QAT) are not offered")
+    if got.shape != want.shape:
+        return None, (f"on Keras' torch backend (the torch rebuild's output is {tuple(got.shape)}, Keras' "
+                      f"{tuple(want.shape)}): the passes that rewrite torch layers (pruning, distillation, QAT) "
+                      f"are not offered")
     diff = float((got - want).abs().max())
     scale = float(want.abs().max()) or 1.0
     if not np.isfinite(diff) or diff > 1e-4 * max(scale, 1.0):

@@ -53,6 +53,8 @@ def to_torch(keras_model) -> tuple[nn.Sequential, list[str]]:
         layers.extend(converted)
         if converted:
             done.append(kind)
+    if state["spatial"] is not None:
+        raise NotConvertible("a Flatten of an image feeds the output with no Dense after it (channels-first order)")
     return nn.Sequential(*layers).eval(), done
 
 
@@ -61,6 +63,9 @@ def _check_chain(keras_model) -> None:
     Sequential is a chain by construction (and its layers' call records count every rebuild of its graph)."""
     import keras
 
+    ops = [op for op in getattr(keras_model, "operations", keras_model.layers) if not isinstance(op, keras.layers.Layer)]
+    if ops:  # `layers` leaves out raw ops (keras.ops.*), which the rebuild would drop
+        raise NotConvertible(f"the model calls the op '{ops[0].name}' outside a layer (ops are not rebuilt)")
     if isinstance(keras_model, keras.Sequential):
         return
     previous = keras_model.inputs[0]._keras_history.operation  # the InputLayer (a Sequential does not list it)
@@ -73,11 +78,15 @@ def _check_chain(keras_model) -> None:
             raise NotConvertible(f"layer '{layer.name}' ({type(layer).__name__}) does not read only the previous "
                                  f"layer (branches and merges are not rebuilt)")
         previous = layer
+    if keras_model.outputs[0]._keras_history.operation is not previous:
+        raise NotConvertible("the model's output is not its last layer's")
 
 
 def _convert(layer, kind: str, state: dict) -> list[nn.Module] | None:
     if kind in ("InputLayer", "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization"):
         return []  # nothing at inference
+    if getattr(layer, "quantization_mode", None) is not None:
+        raise NotConvertible(f"layer '{layer.name}' is quantized by Keras ({layer.quantization_mode})")
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         raise NotConvertible(f"layer '{layer.name}' is {layer.data_format} (channels_last is rebuilt)")
     if kind == "Dense":
@@ -99,6 +108,8 @@ def _convert(layer, kind: str, state: dict) -> list[nn.Module] | None:
         state["rank"] = 2
         return [nn.Flatten()]
     if kind == "BatchNormalization":
+        if state["spatial"] is not None:
+            raise NotConvertible(f"layer '{layer.name}' normalizes flattened image features before a Dense")
         return _batch_norm(layer, state)
     if kind in ("Activation", "ReLU", "Softmax"):
         return _activation_layer(layer, kind, state)
@@ -110,8 +121,10 @@ def _convert(layer, kind: str, state: dict) -> list[nn.Module] | None:
     return None
 
 
-def _activation(layer, fn) -> list[nn.Module]:
+def _activation(layer, fn, state: dict) -> list[nn.Module]:
     name = getattr(fn, "__name__", str(fn))
+    if name == "softmax" and state["rank"] == 4:
+        raise NotConvertible(f"layer '{layer.name}' takes a softmax over channels-last features")
     if name not in ACTIVATIONS:
         raise NotConvertible(f"layer '{layer.name}' uses activation '{name}'")
     make = ACTIVATIONS[name]
@@ -127,9 +140,7 @@ def _activation_layer(layer, kind: str, state: dict) -> list[nn.Module]:
         if layer.axis not in (-1, state["rank"] - 1) or state["rank"] == 4:
             raise NotConvertible(f"layer '{layer.name}' takes a softmax over axis {layer.axis}")
         return [nn.Softmax(dim=-1)]
-    if state["rank"] == 4 and getattr(layer.activation, "__name__", "") == "softmax":
-        raise NotConvertible(f"layer '{layer.name}' takes a softmax over channels-last features")
-    return _activation(layer, layer.activation)
+    return _activation(layer, layer.activation, state)
 
 
 def _dense(layer, state: dict) -> list[nn.Module]:
@@ -145,7 +156,7 @@ def _dense(layer, state: dict) -> list[nn.Module]:
         linear.weight.copy_(kernel.T)
         if layer.use_bias:
             linear.bias.copy_(torch.from_numpy(np.asarray(layer.bias.numpy(), np.float32)))
-    return [linear, *_activation(layer, layer.activation)]
+    return [linear, *_activation(layer, layer.activation, state)]
 
 
 def _conv(layer, state: dict) -> list[nn.Module]:
@@ -161,7 +172,7 @@ def _conv(layer, state: dict) -> list[nn.Module]:
         conv.weight.copy_(kernel.permute(3, 2, 0, 1))
         if layer.use_bias:
             conv.bias.copy_(torch.from_numpy(np.asarray(layer.bias.numpy(), np.float32)))
-    return [conv, *_activation(layer, layer.activation)]
+    return [conv, *_activation(layer, layer.activation, state)]
 
 
 def _batch_norm(layer, state: dict) -> list[nn.Module]:
