@@ -11,6 +11,7 @@ memory (BN folding, torchao) are measured in this process, one after another.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from infertune.bench import BenchJob, Timing
+from infertune.bench.result import BenchResult
 from infertune.bench.isolated import run_isolated
 from infertune.bench.job import run_job
 from infertune.bench.suite import fidelity, reference_outputs
@@ -164,7 +166,7 @@ def measure(name, artifact, backend, options, sizes, timing, outputs_path, split
     path = artifact.ir_path or artifact.onnx_path
     job = BenchJob(model={"model": name}, backend=backend, options=options, onnx_path=str(path) if path else None,
                    data={"data": data_name},
-                   batch_sizes=sizes, timing=timing, outputs_path=str(outputs_path))
+                   batch_sizes=sizes, timing=timing, outputs_path=str(outputs_path) if outputs_path else None)
     if path is not None:
         return run_isolated(job)
     return run_job(job, model=artifact, split=split, data_name=data_name)
@@ -193,7 +195,10 @@ def selected(name: str, patterns: list[str] | None) -> list[tuple]:
     return [row for row in rows if row[0] in keep]
 
 
-def run_model(name: str, timing: Timing, workdir: Path, patterns: list[str] | None = None) -> str:
+def run_model(name: str, timing: Timing, workdir: Path, patterns: list[str] | None = None, repeat: int = 1) -> str:
+    """The model's table. Every row is built first, then measured `repeat` times in interleaved rounds (each
+    round measures every row once, in table order), so a slow spell of a shared machine falls on every row; with
+    more than one round the table shows the medians over the rounds and the notes each round's figures."""
     sizes = BATCHES[name]
     model, dataset = resolve(name)
     split, data_name = dataset.split("heldout"), dataset.name
@@ -202,27 +207,52 @@ def run_model(name: str, timing: Timing, workdir: Path, patterns: list[str] | No
     if split.labels is not None:
         first = next(iter(reference.values()))
         baseline_top1 = float(np.mean(first.argmax(axis=1) == split.labels[:len(first)]))
-    rows, p50s, built = [], {}, {}
+    small, large = sizes
+    rows, p50s, built, made = [], {}, {}, []
     for i, (label, passes, backend, options, versus) in enumerate(selected(name, patterns)):
         print(f"   [{name}] {label}", file=sys.stderr, flush=True)
         try:
             artifact, notes, trained = build(model, passes, dataset, workdir / name, built)
         except Exception as e:  # a pass that fails is a row that says so, never the end of the run
-            rows.append((label, backend, None, f"pass failed: {type(e).__name__}: {e}", versus, None))
+            made.append((label, backend, options, versus, None, f"pass failed: {type(e).__name__}: {e}", None))
             continue
-        outputs = workdir / name / f"outputs-{i}.npz"
-        try:
-            result = measure(name, artifact, backend, options, sizes, timing, outputs, split, data_name)
-        except Exception as e:
-            rows.append((label, backend, None, f"measurement failed: {type(e).__name__}: {e}", versus, trained))
+        made.append((label, backend, options, versus, artifact, "; ".join(notes), trained))
+    rounds: dict[str, list] = {label: [] for label, *_ in made}
+    for r in range(repeat):
+        for i, (label, backend, options, versus, artifact, notes, trained) in enumerate(made):
+            if artifact is None or (rounds[label] and not rounds[label][0].ok):
+                continue
+            if repeat > 1:
+                print(f"   [{name}] round {r + 1}/{repeat}: {label}", file=sys.stderr, flush=True)
+            outputs = workdir / name / f"outputs-{i}.npz"
+            try:
+                result = measure(name, artifact, backend, options, sizes, timing, outputs if r == 0 else None,
+                                 split, data_name)
+            except Exception as e:
+                result = BenchResult(model=name, backend=backend, settings={}, error=f"measurement failed: {type(e).__name__}: {e}")
+            rounds[label].append(result)
+            if repeat > 1:
+                print(f"      {result.error}" if not result.ok else f"      b{small} p50 {result.at(small).p50_ms:.3f} ms, "
+                      f"b{large} {result.at(large).items_per_s:.0f} items/s", file=sys.stderr, flush=True)
+    for label, backend, options, versus, artifact, notes, trained in made:
+        if artifact is None:
+            rows.append((label, backend, None, notes, versus, None))
             continue
-        if result.ok and outputs.is_file():
-            with np.load(outputs) as saved:
+        result = rounds[label][0]
+        if result.ok and (workdir / name / f"outputs-{[m[0] for m in made].index(label)}.npz").is_file():
+            with np.load(workdir / name / f"outputs-{[m[0] for m in made].index(label)}.npz") as saved:
                 result.fidelity = fidelity(reference, dict(saved), split.labels)
+        if result.ok and len(rounds[label]) > 1 and all(x.ok for x in rounds[label]):
+            p50_each = [x.at(small).p50_ms for x in rounds[label]]
+            rate_each = [x.at(large).items_per_s for x in rounds[label]]
+            medians = {small: {"p50_ms": float(np.median(p50_each))}, large: {"items_per_s": float(np.median(rate_each))}}
+            result.latency = [dataclasses.replace(s, **medians.get(s.batch, {})) for s in result.latency]
+            notes = "; ".join(filter(None, [notes, f"medians of {len(p50_each)} rounds: b{small} p50 ms "
+                                                   + ", ".join(f"{v:.3f}" for v in p50_each) + f"; b{large} items/s "
+                                                   + ", ".join(f"{v:.0f}" for v in rate_each)]))
         if result.ok:
-            p50s[label] = result.at(sizes[0]).p50_ms
-        rows.append((label, backend, result, "; ".join(notes), versus, trained))
-    small, large = sizes
+            p50s[label] = result.at(small).p50_ms
+        rows.append((label, backend, result, notes, versus, trained))
     lines = [f"### {name}", "", f"| configuration | backend | ran as | quality vs fp32 | size MB | b{small} p50 ms | "
              f"b{small} p99 ms | b{large} items/s | b{small} speed-up vs torch eager fp32 | "
              f"b{small} speed-up vs same-backend fp32 | training s |",
@@ -261,6 +291,8 @@ def main() -> int:
                         help="only the rows whose label holds TEXT (and the fp32 rows they are compared with)")
     parser.add_argument("--title", help="the section's title in --out (default: Passes, with the model and rows "
                                         "when --only or --rows narrows the run, so the full table stays)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="measure every row N times in interleaved rounds; the table shows the medians")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
     timing = Timing(min_runs=5, min_seconds=0.2) if args.quick else Timing(min_runs=100, min_seconds=3.0)
@@ -272,7 +304,7 @@ def main() -> int:
     sections = []
     with tempfile.TemporaryDirectory(prefix="infertune-passes-") as tmp:
         for name in ([args.only] if args.only else ROWS):
-            sections.append(run_model(name, timing, Path(tmp), args.rows))
+            sections.append(run_model(name, timing, Path(tmp), args.rows, max(1, args.repeat)))
             print(sections[-1], flush=True)
     from benchmarks_common import header
 
@@ -280,7 +312,9 @@ def main() -> int:
                   "Passes calibrate on the calibration split and train (fine-tuning, distillation) on the train "
                   "split; quality is measured on the first 256 held-out samples against torch eager fp32; latency "
                   "on the held-out split (natural-length sentences for minilm). ONNX/OpenVINO rows ran in a fresh "
-                  "process each, torch rows in the script's process. All rows come from one run.") + sections
+                  "process each, torch rows in the script's process. All rows come from one run"
+                  + (f"; every row was measured in {args.repeat} interleaved rounds and the table shows the medians "
+                     f"(each round's figures are in the notes)." if args.repeat > 1 else ".")) + sections
     from benchmarks_common import replace_section
 
     replace_section(args.out, "\n".join(body))
