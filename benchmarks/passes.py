@@ -214,17 +214,17 @@ def run_model(name: str, timing: Timing, workdir: Path, patterns: list[str] | No
         try:
             artifact, notes, trained = build(model, passes, dataset, workdir / name, built)
         except Exception as e:  # a pass that fails is a row that says so, never the end of the run
-            made.append((label, backend, options, versus, None, f"pass failed: {type(e).__name__}: {e}", None))
+            made.append((label, backend, options, versus, None, f"pass failed: {type(e).__name__}: {e}", None, None))
             continue
-        made.append((label, backend, options, versus, artifact, "; ".join(notes), trained))
+        outputs = workdir / name / f"outputs-{i}.npz"
+        made.append((label, backend, options, versus, artifact, "; ".join(notes), trained, outputs))
     rounds: dict[str, list] = {label: [] for label, *_ in made}
     for r in range(repeat):
-        for i, (label, backend, options, versus, artifact, notes, trained) in enumerate(made):
+        for label, backend, options, versus, artifact, notes, trained, outputs in made:
             if artifact is None or (rounds[label] and not rounds[label][0].ok):
                 continue
             if repeat > 1:
                 print(f"   [{name}] round {r + 1}/{repeat}: {label}", file=sys.stderr, flush=True)
-            outputs = workdir / name / f"outputs-{i}.npz"
             try:
                 result = measure(name, artifact, backend, options, sizes, timing, outputs if r == 0 else None,
                                  split, data_name)
@@ -234,13 +234,13 @@ def run_model(name: str, timing: Timing, workdir: Path, patterns: list[str] | No
             if repeat > 1:
                 print(f"      {result.error}" if not result.ok else f"      b{small} p50 {result.at(small).p50_ms:.3f} ms, "
                       f"b{large} {result.at(large).items_per_s:.0f} items/s", file=sys.stderr, flush=True)
-    for label, backend, options, versus, artifact, notes, trained in made:
+    for label, backend, options, versus, artifact, notes, trained, outputs in made:
         if artifact is None:
             rows.append((label, backend, None, notes, versus, None))
             continue
         result = rounds[label][0]
-        if result.ok and (workdir / name / f"outputs-{[m[0] for m in made].index(label)}.npz").is_file():
-            with np.load(workdir / name / f"outputs-{[m[0] for m in made].index(label)}.npz") as saved:
+        if result.ok and outputs.is_file():
+            with np.load(outputs) as saved:
                 result.fidelity = fidelity(reference, dict(saved), split.labels)
         if result.ok and len(rounds[label]) > 1 and all(x.ok for x in rounds[label]):
             p50_each = [x.at(small).p50_ms for x in rounds[label]]

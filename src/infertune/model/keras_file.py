@@ -63,11 +63,14 @@ def _rebuilt(loaded, module, signature: Signature):
 
     from infertune.model.keras_torch import NotConvertible, to_torch
 
+    def stays(why: str):
+        return None, (f"on Keras' torch backend ({why}): the passes that rewrite torch layers (pruning, "
+                      f"distillation, QAT) are not offered")
+
     try:
         rebuilt, layers = to_torch(loaded)
     except NotConvertible as e:
-        return None, (f"on Keras' torch backend ({e}): the passes that rewrite torch layers (pruning, distillation, "
-                      f"QAT) are not offered")
+        return stays(str(e))
     (spec,) = signature.inputs
     shape = [4] + [d if isinstance(d, int) else 8 for d in spec.shape[1:]]
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
@@ -75,18 +78,14 @@ def _rebuilt(loaded, module, signature: Signature):
         with torch.no_grad():
             want, got = module(x).float(), rebuilt(x)
     except Exception as e:  # a shape the check's input does not fit, an op one side lacks
-        return None, (f"on Keras' torch backend (the torch rebuild could not be checked against Keras: "
-                      f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}): the passes that rewrite "
-                      f"torch layers (pruning, distillation, QAT) are not offered")
+        return stays(f"the torch rebuild could not be checked against Keras: {type(e).__name__}: "
+                     f"{str(e).splitlines()[0] if str(e) else ''}")
     if got.shape != want.shape:
-        return None, (f"on Keras' torch backend (the torch rebuild's output is {tuple(got.shape)}, Keras' "
-                      f"{tuple(want.shape)}): the passes that rewrite torch layers (pruning, distillation, QAT) "
-                      f"are not offered")
+        return stays(f"the torch rebuild's output is {tuple(got.shape)}, Keras' {tuple(want.shape)}")
     diff = float((got - want).abs().max())
     scale = float(want.abs().max()) or 1.0
     if not np.isfinite(diff) or diff > 1e-4 * max(scale, 1.0):
-        return None, (f"on Keras' torch backend (the torch rebuild differs from Keras by {diff:.2e}): the passes "
-                      f"that rewrite torch layers (pruning, distillation, QAT) are not offered")
+        return stays(f"the torch rebuild differs from Keras by {diff:.2e}")
     counts = {kind: layers.count(kind) for kind in dict.fromkeys(layers)}
     return rebuilt, (f"Keras layers rebuilt as torch layers ({', '.join(f'{k} x{n}' for k, n in counts.items())}; "
                      f"max |diff| {diff:.1e} against Keras)")
