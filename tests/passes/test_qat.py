@@ -75,12 +75,46 @@ def test_qat_on_a_transformer_exports_a_runnable_int8_graph(bert_model, bert_dat
     # as faithful to fp32 as the fake-quant model it came from, whether or not rounding flips set them apart
     trained = out.details["fidelity_after" if out.details["trained_weights_kept"] else "fidelity_before"]
     assert out.details["fidelity_exported"] >= trained - Qat().tolerance
-    # q, k, v, the FFN and the attention output feed float operators: their MatMuls run integer, float out
+    # q, k, v, the FFN and the attention output feed float operators: their MatMuls run integer, float out; so
+    # does each layer's query-times-key MatMul, whose two operands are quantized too
+    linears = sum(isinstance(m, torch.nn.Linear) for m in bert_model.module.modules())
+    layers = sum(name.endswith(".query") for name, _ in bert_model.module.named_modules())
+    assert _optimized_ops(out.model.onnx_path, tmp_path)["MatMulIntegerToFloat"] == linears + layers
+
+
+def _optimized_ops(path, tmp_path) -> collections.Counter:
+    """Operator counts of the graph ONNX Runtime runs."""
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(out.model.onnx_path), options, providers=["CPUExecutionProvider"])
-    ops = collections.Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
-    assert ops["MatMulIntegerToFloat"] == sum(isinstance(m, torch.nn.Linear) for m in bert_model.module.modules()), ops
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return collections.Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
+
+
+def test_qat_shares_one_input_quantizer_per_tensor_and_quantizes_attention_operands(bert_model, bert_dataset,
+                                                                                     tmp_path):
+    """q, k and v read one hidden state: one range for it, as the runtime quantizes it once. Query and key are
+    both operands of a matmul: their outputs are fake-quantized (symmetric int8); value meets the softmax, and
+    stays float. With attention=False only the sharing remains, and the attention matmuls run float."""
+    out = apply(bert_model, Qat(steps=1, lr=1e-12), PassContext(workdir=tmp_path / "on", dataset=bert_dataset))
+    layers = sum(name.endswith(".query") for name, _ in bert_model.module.named_modules())
+    groups = out.details["shared_input_quantizers"]
+    assert len(groups) == layers and all(len(g) == 3 for g in groups), groups
+    assert all({name.rsplit(".", 1)[1] for name in g} == {"query", "key", "value"} for g in groups), groups
+    operands = out.details["quantized_operands"]
+    assert sorted(name.rsplit(".", 1)[1] for name in operands) == ["key"] * layers + ["query"] * layers, operands
+    from infertune.passes.quantize.qat_onnx import _Graph
+
+    graph = _Graph(onnx.load(str(out.model.onnx_path)))  # its values hold initializers and Constant outputs
+    outputs = [n for n in graph.graph.node if n.op_type == "QuantizeLinear" and "output_quant" in n.name]
+    assert len(outputs) == 2 * layers, [n.name for n in outputs]  # the query and key outputs
+    zeros = [graph.values[n.input[2]] for n in outputs]
+    assert all(z.dtype == np.int8 and z.item() == 0 for z in zeros), zeros  # symmetric int8
+
+    plain = apply(bert_model, Qat(steps=1, lr=1e-12, attention=False),
+                  PassContext(workdir=tmp_path / "off", dataset=bert_dataset))
+    assert plain.details["quantized_operands"] == [] and len(plain.details["shared_input_quantizers"]) == layers
+    linears = sum(isinstance(m, torch.nn.Linear) for m in bert_model.module.modules())
+    assert _optimized_ops(plain.model.onnx_path, tmp_path)["MatMulIntegerToFloat"] == linears
 
 
 def test_an_export_that_is_not_the_fake_quant_model_and_less_faithful_is_refused(bert_model, bert_dataset, tmp_path,

@@ -8,7 +8,11 @@ torch.ao fake-quant exports as exactly the QDQ pair that ONNX Runtime fuses into
 
 Scheme: per-channel symmetric int8 weights on every Linear and Conv2d; activations at their inputs either
 static (uint8 or int8, one range per tensor, calibrated on the calibration split, trained with the weights, then
-frozen) or dynamic (a range per batch, as ONNX Runtime's DynamicQuantizeLinear computes it). Static exports the
+frozen) or dynamic (a range per batch, as ONNX Runtime's DynamicQuantizeLinear computes it). Static goes as far as
+the runtimes' int8 kernels do: layers that read one tensor (q, k and v) share its one quantizer, and the Linear
+outputs that are both operands of a matmul (attention's query and key) are fake-quantized too, symmetric int8, so
+OpenVINO runs the attention itself in int8 (on MiniLM at batch 32 its six attention subgraphs took 14.9 ms in
+fp32 against NNCF's 11.3 ms in int8, docs/benchmarks.md "Operator profile"). Static exports the
 fake-quant graph and lays it out as ONNX Runtime's int8 kernels take it (`qat_onnx.py`: int8 weights, quantized
 layer outputs, the learned scales kept); dynamic exports the trained float weights and quantizes them with ONNX
 Runtime's dynamic quantizer, whose per-channel weight scales are the same absmax / 127.5 (its ConvInteger takes
@@ -45,6 +49,8 @@ class Qat(Checked):
     alpha: float = param(0.5, "class scores with labels: weight of the fp32 model's soft targets against the labels",
                          low=0.0, high=1.0)
     exclude: tuple[str, ...] = param((), "module names kept in float (first or last layers, say)")
+    attention: bool = param(True, "static activations: also fake-quantize the Linear outputs that are both operands "
+                                  "of a matmul (attention's query and key), so the runtime can run it in int8")
     min_cosine: float = param(0.999, "smallest row cosine of the exported graph against the fake-quant model",
                               low=0.0, high=1.0)
     tolerance: float = param(0.002, "below min_cosine: how far the exported graph's fidelity to fp32 (mean cosine, "
@@ -80,6 +86,9 @@ def qat(model, config: Qat, ctx: PassContext) -> PassOutput:
     if not wrapped:
         raise PassError(f"qat found no Linear or Conv2d layer to quantize in '{model.name}'")
     quantized = dataclasses.replace(model, module=student)
+    shared, operands = [], []
+    if config.activations == "static":
+        shared, operands = share_inputs_and_quantize_operands(quantized, calibration, operands=config.attention)
     ctx.say(f"calibrating activation ranges of {len(wrapped)} layers")
     calibrate(quantized, calibration)
     ctx.say(f"training with fake int8 (at most {config.steps} steps, {config.seconds:.0f} s)")
@@ -107,6 +116,13 @@ def qat(model, config: Qat, ctx: PassContext) -> PassOutput:
              f"{stats.seconds:.0f} s; calibration-split fidelity to fp32 {before:.6f} before training, {after:.6f} "
              f"after" + ("" if kept else " (worse, so the untrained fake-quant weights were kept)")
              + f"; {checked}"]
+    if shared:
+        notes.append(f"{sum(len(g) for g in shared)} layers read {len(shared)} tensors in groups (the q, k and v "
+                     f"projections, say): each group shares one input quantizer, as the runtime quantizes the tensor "
+                     f"once")
+    if operands:
+        notes.append(f"the outputs of {len(operands)} layers feed a matmul of two activations (attention's query "
+                     f"and key): they are fake-quantized too, so the runtime can run that matmul in int8")
     if folded is not None:
         notes.append("batch norm folded into the convolutions before training")
     if calibrated:
@@ -116,7 +132,8 @@ def qat(model, config: Qat, ctx: PassContext) -> PassOutput:
     return PassOutput(as_onnx(model, path), notes=notes,
                       details={"train_seconds": stats.seconds, "train_steps": stats.steps, "export_check": check,
                                "fidelity_before": before, "fidelity_after": after, "fidelity_exported": exported,
-                               "trained_weights_kept": kept})
+                               "trained_weights_kept": kept, "shared_input_quantizers": shared,
+                               "quantized_operands": operands})
 
 
 def fidelity(model, teacher, split, samples: int = CALIBRATION_SAMPLES, graph=None) -> float:
@@ -206,6 +223,18 @@ def _fake_quantizers(activations: str, activation_type: str):
     return activation, weight
 
 
+def _operand_quantizer():
+    """Symmetric int8, one static range per tensor, for an operand of a matmul of two activations: a zero point
+    would leave a subtraction in front of the matmul, and OpenVINO runs its int8 attention on int8 operands."""
+    import torch
+    from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver
+
+    quant = FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=-128, quant_max=127, dtype=torch.qint8,
+                         qscheme=torch.per_tensor_symmetric)
+    quant.infertune_static = True
+    return quant
+
+
 @functools.lru_cache(maxsize=1)
 def _classes() -> dict[type, type]:
     """Linear and Conv2d -> subclasses whose forward fake-quantizes the input and the weight (same parameters,
@@ -216,7 +245,9 @@ def _classes() -> dict[type, type]:
 
     class FakeQuantizedLinear(torch.nn.Linear):
         def forward(self, input):
-            return F.linear(self.input_quant(input), self.weight_quant(self.weight), self.bias)
+            out = F.linear(self.input_quant(input), self.weight_quant(self.weight), self.bias)
+            quant = getattr(self, "output_quant", None)  # set where the output feeds a matmul of two activations
+            return out if quant is None else quant(out)
 
     class FakeQuantizedConv2d(torch.nn.Conv2d):
         def forward(self, input):
@@ -236,6 +267,85 @@ def fake_quantize(module, *, activations: str = "static", activation_type: str =
         layer.input_quant, layer.weight_quant = _fake_quantizers(activations, activation_type)
         done.append(name)
     return done
+
+
+MATMULS = ("matmul", "bmm", "__matmul__")  # torch and Tensor functions that multiply two tensors
+
+
+def share_inputs_and_quantize_operands(model, split, *, operands: bool = True) -> tuple[list[list[str]], list[str]]:
+    """Runs one calibration batch through the fake-quantized module and looks at what the layers read and feed:
+
+    - layers that read the very same tensor (q, k and v of one hidden state) get one shared input quantizer: an
+      int8 runtime quantizes a tensor once, and three ranges for it would be three quantize operations;
+    - a Linear whose output reaches a matmul of two activations (attention's query times key) only through views,
+      with the other operand also a Linear's output, gets an output quantizer: the runtime can then run that
+      matmul in int8 (OpenVINO fuses the quantized attention into one int8 kernel). The softmax-times-value matmul
+      is left float, as NNCF's transformer scheme leaves it.
+
+    Returns (the groups that share, the layers whose output is quantized)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    module = model.module
+    layers = {layer: name for name, layer in module.named_modules() if hasattr(layer, "input_quant")}
+    readers: dict[int, list] = {}
+    source: dict[int, str] = {}  # id(tensor) -> the Linear whose output it is, or a view of it
+    alive: list = []  # tensors are kept alive, so ids stay unique during the forward
+
+    def pre_hook(layer, args):
+        alive.append(args[0])
+        readers.setdefault(id(args[0]), []).append(layer)
+
+    def hook(layer, args, output):
+        if isinstance(layer, torch.nn.Linear):
+            alive.append(output)
+            source[id(output)] = layers[layer]
+
+    pairs: list[tuple[str, str]] = []
+
+    class Spy(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            factors = None
+            if func is F.scaled_dot_product_attention:  # (query, key, value): query times key
+                factors = [args[0] if len(args) > 0 else kwargs.get("query"),
+                           args[1] if len(args) > 1 else kwargs.get("key")]
+            elif getattr(func, "__name__", "") in MATMULS and len(tensors) == 2:
+                factors = tensors
+            if factors is not None:
+                if all(id(t) in source for t in factors):
+                    pairs.append((source[id(factors[0])], source[id(factors[1])]))
+            elif len(tensors) == 1 and id(tensors[0]) in source:
+                # a view (reshape, transpose, a chunk of a fused qkv output) of a layer's output is still that output
+                storage = tensors[0].untyped_storage().data_ptr()
+                for view in out if isinstance(out, (tuple, list)) else (out,):
+                    if isinstance(view, torch.Tensor) and view.untyped_storage().data_ptr() == storage:
+                        alive.append(view)
+                        source[id(view)] = source[id(tensors[0])]
+            return out
+
+    handles = [layer.register_forward_pre_hook(pre_hook) for layer in layers]
+    handles += [layer.register_forward_hook(hook) for layer in layers]
+    batch = sample_batches(model, split, count=8, batch=8)[0]
+    try:
+        module.eval()
+        with torch.no_grad(), Spy():
+            module(*[torch.from_numpy(batch[n]) for n in model.signature.input_names])
+    finally:
+        for handle in handles:
+            handle.remove()
+    shared = [group for group in readers.values() if len({id(g) for g in group}) > 1]
+    for group in shared:
+        for layer in group[1:]:
+            layer.input_quant = group[0].input_quant
+    names = {layer_name for pair in pairs for layer_name in pair} if operands else set()
+    by_name = {name: layer for layer, name in layers.items()}
+    for name in sorted(names):
+        by_name[name].output_quant = _operand_quantizer()
+    return [[layers[layer] for layer in dict.fromkeys(group)] for group in shared], sorted(names)
 
 
 def _observers(module):
@@ -333,5 +443,7 @@ def _without_fake_quant(module):
         base = next((b for b, q in _classes().items() if type(layer) is q), None)
         if base is not None:
             del layer.input_quant, layer.weight_quant
+            if hasattr(layer, "output_quant"):
+                del layer.output_quant
             layer.__class__ = base
     return plain

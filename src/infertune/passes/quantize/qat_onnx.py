@@ -144,7 +144,7 @@ def _weights_to_int8(graph: _Graph) -> None:
 def _learned_range(graph: _Graph, tensor: str):
     """(scale, zero point, the operators passed) of the activation QuantizeLinear reached from `tensor` through
     order-preserving operators that nothing else reads; None where the path branches, meets another operator, or
-    the quantizers at its end disagree (the q, k and v projections of one tensor, say)."""
+    the quantizers at its end disagree (two layers that read one tensor with ranges of their own)."""
     path = []
     while True:
         readers = graph.consumers.get(tensor, [])
