@@ -137,3 +137,21 @@ def test_an_export_that_is_not_the_fake_quant_model_and_less_faithful_is_refused
     monkeypatch.setattr(qat_module, "export_int8", broken)
     with pytest.raises(PassError, match="is not the fake-quant model"):
         apply(bert_model, Qat(steps=2), PassContext(workdir=tmp_path, dataset=bert_dataset))
+
+
+def test_qat_finds_attention_operands_through_a_fused_qkv_projection_and_shares_no_reused_layer(tmp_path):
+    """A model the rule was not written from: q, k and v are chunks of one Linear's output, and a Linear applied
+    twice reads two tensors, so it keeps a quantizer of its own."""
+    from infertune.data import Dataset, Split
+    from infertune.data.dataset import file_splits
+    from infertune.resolver import load_model
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 10, 12)).astype(np.float32)
+    model = load_model("infertune.testing.models:fused_qkv_attention", data={"x": x[:2]})
+    data = Dataset(name="tokens", kind="arrays",
+                   splits=file_splits(Split(name="all", inputs={"x": x}, labels=rng.integers(0, 4, 64))))
+    out = apply(model, Qat(steps=1, lr=1e-12), PassContext(workdir=tmp_path, dataset=data))
+    assert out.details["quantized_operands"] == ["qkv"]
+    assert out.details["shared_input_quantizers"] == []
+    assert load_session(out.model, "openvino").run({"x": x[:4]})["output"].shape == (4, 4)

@@ -159,3 +159,25 @@ def lstm_tagger():
             return self.head(out[:, -1])
 
     return Tagger().eval()
+
+
+def fused_qkv_attention():
+    """Self-attention as timm writes it, over (N, 10, 12) tokens -> (N, 4) scores: one Linear makes q, k and v
+    (chunked), the scale comes after the query-key matmul, and one Linear is applied twice (shared weights)."""
+    torch = _seeded()
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Linear(12, 32)
+            self.qkv = torch.nn.Linear(32, 96)
+            self.mix = torch.nn.Linear(32, 32)
+            self.head = torch.nn.Linear(32, 4)
+
+        def forward(self, x):
+            h = self.embed(x)
+            q, k, v = self.qkv(h).chunk(3, dim=-1)
+            attention = torch.softmax(q @ k.transpose(-1, -2) / 32 ** 0.5, dim=-1)
+            return self.head(self.mix(self.mix(attention @ v)).mean(1))
+
+    return Block().eval()

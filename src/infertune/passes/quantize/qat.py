@@ -280,7 +280,7 @@ def share_inputs_and_quantize_operands(model, split, *, operands: bool = True) -
     - a Linear whose output reaches a matmul of two activations (attention's query times key) only through views,
       with the other operand also a Linear's output, gets an output quantizer: the runtime can then run that
       matmul in int8 (OpenVINO fuses the quantized attention into one int8 kernel). The softmax-times-value matmul
-      is left float, as NNCF's transformer scheme leaves it.
+      is left float, as NNCF's transformer scheme leaves it; a fused qkv projection's output is quantized whole.
 
     Returns (the groups that share, the layers whose output is quantized)."""
     import torch
@@ -293,9 +293,13 @@ def share_inputs_and_quantize_operands(model, split, *, operands: bool = True) -
     source: dict[int, str] = {}  # id(tensor) -> the Linear whose output it is, or a view of it
     alive: list = []  # tensors are kept alive, so ids stay unique during the forward
 
+    calls: dict = {}
+
     def pre_hook(layer, args):
-        alive.append(args[0])
-        readers.setdefault(id(args[0]), []).append(layer)
+        calls[layer] = calls.get(layer, 0) + 1
+        if args:
+            alive.append(args[0])
+            readers.setdefault(id(args[0]), []).append(layer)
 
     def hook(layer, args, output):
         if isinstance(layer, torch.nn.Linear):
@@ -337,7 +341,9 @@ def share_inputs_and_quantize_operands(model, split, *, operands: bool = True) -
     finally:
         for handle in handles:
             handle.remove()
-    shared = [group for group in readers.values() if len({id(g) for g in group}) > 1]
+    # a layer called more than once (shared weights) reads more than one tensor: it keeps its own quantizer
+    shared = [group for group in readers.values()
+              if len({id(g) for g in group}) > 1 and all(calls[layer] == 1 for layer in group)]
     for group in shared:
         for layer in group[1:]:
             layer.input_quant = group[0].input_quant
