@@ -148,7 +148,7 @@ def main() -> int:
         for label, runner in runners.items():  # each round's mean per run, warm-up runs left out
             runs = runner.per_run()[WARM_RUNS:]
             ops[label] = [mean_times(runs[i:i + args.runs]) for i in range(0, len(runs), args.runs)]
-    section = table(rows, walls, ops)
+    section = table(rows, walls, ops) + roof(model, batch)
     print(section)
     from benchmarks_common import header, replace_section
 
@@ -191,6 +191,22 @@ def table(rows, walls, ops) -> str:
     lines += ["", "Wall clock per batch in each round, ms: " + "; ".join(
         f"{short[label]} " + ", ".join(f"{w * 1e3:.2f}" for w in walls[label]) for label in labels) + "."]
     return "\n".join(lines) + "\n"
+
+
+def roof(model, batch) -> str:
+    """The batch's matmul work and the least time it takes at this machine's measured GEMM peaks: the floor under
+    every row, whatever runtime or scheme."""
+    from infertune.bench.flops import model_flops, peaks
+
+    flops = model_flops(model, batch)
+    if not flops:
+        return ""
+    rates = peaks()
+    floors = "; ".join(f"{dtype} {rate:.0f} G(FL)OP/s, at least {flops / rate / 1e6:.1f} ms" for dtype, rate in
+                       sorted(rates.items(), key=lambda item: -item[1]))
+    return (f"\nWork per batch: {flops / 1e9:.2f} G(FL)OP in matmuls (the torch model on this batch, torch's FLOP "
+            f"counter). This machine's GEMM peaks (infertune.bench.flops, cached per hardware) and the least time "
+            f"that work takes at each: {floors}.\n")
 
 
 if __name__ == "__main__":
