@@ -202,7 +202,7 @@ def roof(model, batch) -> str:
     if not flops:
         return ""
     rates = peaks()
-    floors = "; ".join(f"{dtype} {rate:.0f} G(FL)OP/s, at least {flops / rate / 1e6:.1f} ms" for dtype, rate in
+    floors = "; ".join(f"{dtype} {rate:.0f} G(FL)OP/s, at least {flops / rate / 1e6:.3g} ms" for dtype, rate in
                        sorted(rates.items(), key=lambda item: -item[1]))
     return (f"\nWork per batch: {flops / 1e9:.2f} G(FL)OP in matmuls (the torch model on this batch, torch's FLOP "
             f"counter). This machine's GEMM peaks (infertune.bench.flops, cached per hardware) and the least time "
