@@ -3,8 +3,8 @@
 Two rows that run the same int8 kernels can still differ in speed; this answers which operators make the
 difference. Each chosen row is built as passes.py builds it, then every row runs the same fixed batch in
 interleaved rounds in this one process, with the runtime's own per-node profiler on (OpenVINO's PERF_COUNT,
-ONNX Runtime's session profiling). The table shows, per operator type and the precision it ran in, the median
-milliseconds per batch over the rounds; below it, each row's wall-clock median with the profiler on, so what the
+ONNX Runtime's session profiling). The table shows, per operator type and the precision it ran in, milliseconds
+per batch (each round's mean over its runs, then the median over the rounds); below it, each row's wall-clock median with the profiler on, so what the
 profiler does not see (scheduling between nodes) shows as the gap between the two.
 
     .venv/bin/python benchmarks/op_profile.py --only minilm --rows NNCF --rows "400 steps, openvino" [--batch 32]
