@@ -290,7 +290,7 @@ def share_inputs_and_quantize_operands(model, split, *, operands: bool = True) -
     module = model.module
     layers = {layer: name for name, layer in module.named_modules() if hasattr(layer, "input_quant")}
     readers: dict[int, list] = {}
-    source: dict[int, str] = {}  # id(tensor) -> the Linear whose output it is, or a view of it
+    source: dict[int, object] = {}  # id(tensor) -> the Linear whose output it is, or a view of it
     alive: list = []  # tensors are kept alive, so ids stay unique during the forward
 
     calls: dict = {}
@@ -304,9 +304,9 @@ def share_inputs_and_quantize_operands(model, split, *, operands: bool = True) -
     def hook(layer, args, output):
         if isinstance(layer, torch.nn.Linear):
             alive.append(output)
-            source[id(output)] = layers[layer]
+            source[id(output)] = layer
 
-    pairs: list[tuple[str, str]] = []
+    pairs: list[tuple] = []
 
     class Spy(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -342,16 +342,14 @@ def share_inputs_and_quantize_operands(model, split, *, operands: bool = True) -
         for handle in handles:
             handle.remove()
     # a layer called more than once (shared weights) reads more than one tensor: it keeps its own quantizer
-    shared = [group for group in readers.values()
-              if len({id(g) for g in group}) > 1 and all(calls[layer] == 1 for layer in group)]
+    shared = [group for group in readers.values() if len(group) > 1 and all(calls[layer] == 1 for layer in group)]
     for group in shared:
         for layer in group[1:]:
             layer.input_quant = group[0].input_quant
-    names = {layer_name for pair in pairs for layer_name in pair} if operands else set()
-    by_name = {name: layer for layer, name in layers.items()}
-    for name in sorted(names):
-        by_name[name].output_quant = _operand_quantizer()
-    return [[layers[layer] for layer in dict.fromkeys(group)] for group in shared], sorted(names)
+    quantized = {layer for pair in pairs for layer in pair} if operands else set()
+    for layer in quantized:
+        layer.output_quant = _operand_quantizer()
+    return [[layers[layer] for layer in group] for group in shared], sorted(layers[layer] for layer in quantized)
 
 
 def _observers(module):
