@@ -73,6 +73,8 @@ ROWS = {
         (OV_BASE, [EXPORT], "openvino", {}, OV_BASE),
         ("openvino bf16 hint", [EXPORT], "openvino", {"precision": "bf16"}, OV_BASE),
         ("openvino + NNCF int8 (transformer scheme)", [EXPORT, Int8Nncf()], "openvino", {}, OV_BASE),
+        ("openvino + NNCF int8 (transformer scheme), bf16 for the other ops", [EXPORT, Int8Nncf()], "openvino",
+         {"precision": "bf16"}, OV_BASE),
         ("torch-compile (freezing) fp32", [], "torch-compile", {}, TORCH_BASE),
         ("torchao int8 dyn-act/int8-weight + torch-compile (freezing)", [Int8Torchao()], "torch-compile", {},
          TORCH_BASE),

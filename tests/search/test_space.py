@@ -46,8 +46,23 @@ def test_what_the_cpu_accelerates_is_tried_first(mlp_model):
                                                    isa=("avx512_bf16",)))
     int8_only = _precision_order(candidate_recipes(mlp_model, has_calibration=True, has_training=False,
                                                    isa=("avx512_vnni",)))
-    assert bf16_only[:2] == ["bf16", "bf16"] and "bf16" not in bf16_only[2:]
+    # openvino bf16, int8-nncf with bf16 for the rest, torch bf16; without bf16 in the ISA, no int8 with bf16
+    assert bf16_only[:3] == ["bf16", "bf16", "bf16"] and "bf16" not in bf16_only[3:]
     assert int8_only[0] == "int8" and int8_only[-2:] == ["bf16", "bf16"]
+
+
+def test_int8_runs_with_bf16_for_the_rest_only_where_the_cpu_accelerates_bf16(mlp_onnx):
+    from infertune.passes.quantize.openvino_backend import Int8Nncf
+
+    model = load_model(str(mlp_onnx))
+
+    def nncf(isa):
+        return [r.backend_options for r in candidate_recipes(model, has_calibration=True, has_training=False, isa=isa)
+                if any(isinstance(c, Int8Nncf) for c in r.passes)]
+
+    assert nncf(("avx512_vnni", "avx512_bf16")) == [{}, {"precision": "bf16"}]
+    assert nncf(("amx_int8", "amx_bf16")) == [{}, {"precision": "bf16"}]
+    assert nncf(("avx512_vnni",)) == [{}]
 
 
 def test_amx_int8_brings_static_u8s8_int8_to_transformers_and_every_isa_float_matmul_outputs(mlp_model):

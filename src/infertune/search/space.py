@@ -34,7 +34,8 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_d
     registered pass with `searched=True` that takes this model (exported first where it takes ONNX), whose needs
     this model and data meet and whose objectives include `objective`, with the configs its entry's `candidates`
     gives (its defaults otherwise), run on the first backend it names; each CPU backend that runs the model at its
-    defaults (fp32), and with each settings value it declares a candidate (`param(candidates=...)`: bf16).
+    defaults (fp32), and with each settings value it declares a candidate (`param(candidates=...)`: bf16); each
+    lower-precision pass also with those values where this CPU accelerates them (int8 with bf16 for the rest).
 
     Groups, in order: fp32 (runtimes and graph passes), lower precision, structure changes (those that train, for
     latency), and the passes that train their way into the budget (`to_budget`). Within fp32 and precision,
@@ -56,7 +57,10 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_d
             continue  # a conversion or a preparation: a step of other candidates, never one of its own
         for config in entry.candidates(facts) if entry.candidates else (entry.config(),):
             backend = entry.backends[0] if entry.backends else DEFAULT_BACKEND
-            groups[_group(entry)].append(_compose(model.format, backend, preparing, entry, config))
+            recipe = _compose(model.format, backend, preparing, entry, config)
+            groups[_group(entry)].append(recipe)
+            if recipe is not None and _group(entry) == "precision":
+                groups["precision"] += _rest_lower(recipe, isa)
     for backend, options in _backend_candidates(model.format):
         groups["precision" if options else "fp32"].append(_compose(model.format, backend, preparing, options=options))
     # stable sorts: among equals, the order above (passes in the registry's order, then the backends)
@@ -119,6 +123,20 @@ def _group(entry) -> str:
     if entry.stage == "structure" or "training" in entry.needs:
         return "structure"
     return "precision" if entry.stage == "precision" else "fp32"
+
+
+def _rest_lower(recipe: Recipe, isa: frozenset[str]) -> list[Recipe]:
+    """A lower-precision recipe run with each precision its backend declares a candidate (`param(candidates=...)`)
+    that this CPU accelerates, for the operators the pass left in float: OpenVINO int8 with bf16 for the rest on
+    AMX or AVX-512 BF16. None where the CPU would emulate it, which is only slower."""
+    from infertune.backends import BACKENDS
+    from infertune.params import candidate_values
+    from infertune.search.recipe import with_options
+
+    variants = [with_options(recipe, **{field: value})
+                for field, values in candidate_values(BACKENDS[recipe.backend].settings).items()
+                for value in values if field not in recipe.backend_options]
+    return [variant for variant in variants if accelerated(variant, isa)]
 
 
 def _backend_candidates(model_format: str) -> list[tuple[str, tuple[tuple[str, object], ...]]]:
