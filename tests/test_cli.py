@@ -1,4 +1,5 @@
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def test_bench_writes_json_and_prints_the_table(cli, tmp_path):
                      "--min-time", "0", "--min-runs", "3", "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert "b1 p50 ms" in result.stdout and "onnxruntime" in result.stdout
+    # stderr is a pipe here, no terminal: progress comes as plain lines, not a bar that shows nothing
+    assert re.search(r"^\[ +\d+ s\] onnxruntime .*: timing b8$", result.stderr, re.M), result.stderr
     data = json.loads(out.read_text())
     assert [r["backend"] for r in data["results"]] == ["torch", "onnxruntime"]
     assert all(r["error"] is None and r["fidelity"]["top1_agreement"] == 1.0 for r in data["results"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Callable, Iterator
 
 from rich.console import Console
@@ -16,7 +17,21 @@ out = Console(width=None if Console().is_terminal else 160)
 
 @contextlib.contextmanager
 def progress_reporter(total: int) -> Iterator[Callable[[str, str], None]]:
-    """Yields `report(label, stage)`; a new label advances the bar by one configuration."""
+    """Yields `report(label, stage)`; a new label advances the bar by one configuration. Where stderr is no
+    terminal (a log file, CI, `| tee`), a bar would show nothing for minutes: each new stage is a plain line
+    instead, with the seconds since the start."""
+    if not console.is_terminal:
+        started = time.monotonic()
+        last: list[tuple[str, str]] = []
+
+        def line(label: str, stage: str) -> None:
+            if last != [(label, stage)]:
+                last[:] = [(label, stage)]
+                console.print(f"[{time.monotonic() - started:6.0f} s] {label}: {stage}", markup=False,
+                              highlight=False, soft_wrap=True)
+
+        yield line
+        return
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
