@@ -77,11 +77,17 @@ def test_a_candidate_whose_process_aborts_is_failed_and_the_run_completes(mlp_on
     monkeypatch.setenv("INFERTUNE_PLUGINS", "infertune.testing.passes")
     recipes = [Recipe(passes=(AbortProcess(),), backend="onnxruntime"), Recipe(passes=(Int8Dynamic(),),
                                                                                backend="onnxruntime")]
+    seen = []
     result = infertune.optimize(str(mlp_onnx), data=str(labelled_npz), max_drop=0.05, out=tmp_path / "run",
-                                recipes=recipes, timing=QUICK)
+                                recipes=recipes, timing=QUICK, progress=lambda label, stage: seen.append((label, stage)))
     failed, other = result.candidates
     assert failed["status"] == "failed" and "SIGABRT" in failed["reason"]
     assert other["status"] in ("ok", "rejected") and (tmp_path / "run" / "results.json").is_file()
+    # the progress ends each trial with its verdict in one line
+    ends = {label.split(":")[0]: stage for label, stage in seen if stage.split(":")[0].split(",")[0] in
+            ("ok", "rejected", "failed")}
+    assert ends["c01"].startswith("failed: ") and "SIGABRT" in ends["c01"]
+    assert ends["c02"].startswith(f"{other['status']}, top1 {other['metric']['value']:.4f}, "), ends["c02"]
 
 
 def test_a_killed_run_resumes_and_finishes_keeping_every_record(mlp_onnx, labelled_npz, tmp_path):

@@ -181,6 +181,8 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                         queue.insert(0, (f"{trial_id}-mixed", fallback))
                     _append(trials_file, record)
                     finished.append(record)
+                    if progress is not None:
+                        progress(f"{trial_id}: {recipe.describe()}", outcome(record))
 
             refining = (recipes is None if refine is None else refine) and objective != "size"
             trained = [item for item in queue if refining and _trains(item[1])]  # the dearest: after refining
@@ -210,6 +212,19 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                                  min_top10=min_top10, objective=objective, stopped=stopped, hardware=fingerprint(),
                                  versions=versions(), cluster=trials.describe())
     return result
+
+
+def outcome(record: TrialRecord) -> str:
+    """A judged trial in one line, as the progress shows it when the trial ends."""
+    if record.failed:
+        return f"failed: {record.error.splitlines()[0] if record.error else ''}"
+    parts = [record.status.value if record.status else "measured"]
+    if record.metric is not None:
+        parts.append(f"{record.metric.name} {record.metric.value:.4f}")
+    if record.speedup is not None:
+        parts.append(f"{record.speedup.value:.2f}x at batch {record.speedup.batch}")
+    text = ", ".join(parts)
+    return f"{text} ({record.reason})" if record.reason else text
 
 
 def _trains(recipe: Recipe) -> bool:
