@@ -103,3 +103,40 @@ def test_cuda_backends_absent_is_a_reason_not_an_error():
         pytest.skip("a GPU is present")
     assert "CUDA" in unavailable_reason("torch-cuda")
     assert unavailable_reason("onnxruntime-cuda")
+
+
+def test_openvino_static_shapes_compile_per_shape_and_match_the_dynamic_graph():
+    """A BERT nobody tuned for (its export fixes the length at 12), fed batches of several sizes: shapes=static gives each input shape a model of its
+    own, returns what the dynamic graph returns, and stops compiling once STATIC_SHAPES_KEPT shapes have one."""
+    from infertune.backends import settings
+    from infertune.testing.models import bert_data
+
+    data = bert_data(n=40, seed=3)
+    bert = load_model("infertune.testing.models:tiny_bert", data=data)
+    dynamic = load_session(bert, "openvino")
+    static = load_session(bert, "openvino", shapes="static")
+    batches = [{name: array[start:start + size] for name, array in data.items()}
+               for start, size in ((0, 4), (4, 1), (5, 4), (9, 8), (17, 1))]
+    for batch in batches:
+        want, got = dynamic.run(batch), static.run(batch)
+        assert want.keys() == got.keys()
+        for name in want:
+            assert got[name].shape == want[name].shape
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4)
+    assert sorted(static._static) == [((1, 12), (1, 12)), ((4, 12), (4, 12)), ((8, 12), (8, 12))]
+    assert dynamic._static == {}
+
+    full = load_session(bert, "openvino", shapes="static")
+    full._static = {("taken", i): None for i in range(settings.STATIC_SHAPES_KEPT)}
+    for name, value in full.run(batches[0]).items():  # full: a new shape runs on the dynamic graph
+        np.testing.assert_allclose(value, dynamic.run(batches[0])[name], rtol=1e-4, atol=1e-4)
+    assert len(full._static) == settings.STATIC_SHAPES_KEPT
+
+
+def test_openvino_shapes_setting_is_checked_and_searched():
+    from infertune.backends.settings import OpenVINOSettings
+    from infertune.params import search_space
+
+    with pytest.raises(ConfigError, match="shapes='fixed'.*dynamic.*static"):
+        make_backend_settings("openvino", shapes="fixed")
+    assert search_space(OpenVINOSettings)["shapes"] == ("dynamic", "static")
