@@ -64,3 +64,30 @@ def test_optimize_tries_the_runtime_settings_of_an_unseen_onnx_model(lstm_onnx, 
     assert {r["id"] for r in lines} >= set(tried)
     print({c["id"]: (c["recipe"]["backend"], c["status"], round(c.get("speedup", {}).get("value", 0), 2))
            for c in result.candidates})
+
+
+def test_settings_that_each_beat_the_leader_are_tried_together():
+    """Refine varies one setting at a time; two that each beat the leader beyond their spread make one more
+    candidate with both. One inside the leader's spread, or a rejected one, is left out."""
+    from infertune.search.records import Speedup, Status, TrialRecord
+    from infertune.search.run import _combined_queue
+    from infertune.search.recipe import with_options
+
+    leader = Recipe(backend="openvino")
+
+    def record(id_, recipe, value, low, status=Status.OK):
+        return TrialRecord(id=id_, recipe=recipe.to_dict(), backend=recipe.backend, status=status,
+                           speedup=Speedup(batch=32, value=value, low=low, high=value + 0.05, rounds=10))
+
+    base = record("baseline", Recipe(backend="torch"), 1.0, 1.0)
+    finished = [base, record("c01", leader, 2.0, 1.9), record("c02", Recipe(backend="onnxruntime"), 1.5, 1.4),
+                record("c01-s1", with_options(leader, shapes="static"), 2.3, 2.2),
+                record("c01-s2", with_options(leader, threads=1), 2.2, 2.1),
+                record("c01-s3", with_options(leader, threads=2), 2.05, 1.95),        # inside the spread
+                record("c01-s4", with_options(leader, streams=2), 2.6, 2.5, Status.REJECTED)]
+    [(trial_id, combined)] = _combined_queue(finished, "throughput")
+    assert trial_id == "c01-combined"
+    assert combined.backend_options == {"shapes": "static", "threads": 1}
+    assert _combined_queue(finished[:4], "throughput") == []  # one winning setting: nothing to combine
+    tried = finished + [record("c01-combined", combined, 2.5, 2.4)]
+    assert _combined_queue(tried, "throughput") == []

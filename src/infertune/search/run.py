@@ -194,6 +194,12 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                     say(f"refine: {len(queue)} variants (runtime settings of the baseline and the leader, the "
                         f"leader's pass values)")
                 drain()
+            if refining and not stopped:
+                queue.extend(_combined_queue(finished, objective))
+                if queue:
+                    say(f"refine: {queue[0][0]} combines the leader's settings that each beat it "
+                        f"({queue[0][1].describe()})")
+                drain()
             if not stopped:
                 queue.extend(trained)
                 drain()
@@ -252,6 +258,37 @@ def _refine_queue(finished: list[TrialRecord], base: Recipe, objective: str) -> 
                 tried.add(key)
                 queue.append((f"{source_id}-s{number}", variant))
     return queue
+
+
+def _combined_queue(finished: list[TrialRecord], objective: str) -> list[tuple[str, Recipe]]:
+    """The refine stage tries the leader's settings one at a time; where two or more of them each beat the leader
+    beyond their spread (a variant's p10 above the leader's median speed-up), one more candidate with all of them
+    (OpenVINO static shapes and a thread count can each help and add up). It is judged like any candidate."""
+    from infertune.search.recipe import with_options
+
+    sources = [r for r in ranked(finished[1:], objective) if "-s" not in r.id]  # what _refine_queue varied
+    if not sources:
+        return []
+    leader = sources[0]
+    source = Recipe.from_dict(leader.recipe)
+    better: dict[str, tuple[float, object]] = {}
+    for record in finished:
+        if not record.id.startswith(f"{leader.id}-s") or record.status is not Status.OK or record.speedup is None:
+            continue
+        variant = Recipe.from_dict(record.recipe)
+        if variant.passes != source.passes or record.speedup.low <= leader.speedup.value:
+            continue
+        changed = {k: v for k, v in variant.backend_options.items() if source.backend_options.get(k, None) != v}
+        if len(changed) == 1:
+            (name, value), = changed.items()
+            if name not in better or record.speedup.value > better[name][0]:
+                better[name] = (record.speedup.value, value)
+    if len(better) < 2:
+        return []
+    combined = with_options(source, **{name: value for name, (_, value) in better.items()})
+    tried = {json.dumps(r.recipe, sort_keys=True) for r in finished}
+    key = json.dumps(combined.to_dict(), sort_keys=True)
+    return [] if key in tried else [(f"{leader.id}-combined", combined)]
 
 
 def _executor(ray: str | None, out: Path, common: dict, progress, say, append):
