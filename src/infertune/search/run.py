@@ -240,16 +240,18 @@ def _trains(recipe: Recipe) -> bool:
 
 
 def _refine_queue(finished: list[TrialRecord], base: Recipe, objective: str) -> list[tuple[str, Recipe]]:
-    """Setting variants of the baseline's recipe (a model as given, run with other threads, can be the fastest
-    candidate); setting and pass variants (the values its passes declare) of the current leader."""
+    """Setting and pass variants (the values its passes declare) of the current leader, the likeliest to better
+    the answer, so they come first where the time budget ends the stage; then setting variants of the baseline's
+    recipe (a model as given, run with other threads, can be the fastest candidate)."""
     from infertune.search.space import pass_variants, setting_variants
 
     tried = {json.dumps(r.recipe, sort_keys=True) for r in finished}
-    sources = [("baseline", setting_variants(base))]
+    sources = []
     order = ranked(finished[1:], objective)
     if order:
         leader = Recipe.from_dict(order[0].recipe)
         sources.append((order[0].id, setting_variants(leader) + pass_variants(leader)))
+    sources.append(("baseline", setting_variants(base)))
     queue = []
     for source_id, variants in sources:
         for number, variant in enumerate(variants, 1):
