@@ -106,8 +106,9 @@ def test_cuda_backends_absent_is_a_reason_not_an_error():
 
 
 def test_openvino_static_shapes_compile_per_shape_and_match_the_dynamic_graph():
-    """A BERT nobody tuned for (its export fixes the length at 12), fed batches of several sizes: shapes=static gives each input shape a model of its
-    own, returns what the dynamic graph returns, and stops compiling once STATIC_SHAPES_KEPT shapes have one."""
+    """A BERT nobody tuned for (its export fixes the length at 12), fed batches of several sizes: shapes=static
+    gives each input shape a model of its own and returns what the dynamic graph returns; it keeps the
+    STATIC_SHAPES_KEPT last used, and after STATIC_COMPILES_MAX compiles runs a shape it does not keep dynamic."""
     from infertune.backends import settings
     from infertune.testing.models import bert_data
 
@@ -123,14 +124,23 @@ def test_openvino_static_shapes_compile_per_shape_and_match_the_dynamic_graph():
         for name in want:
             assert got[name].shape == want[name].shape
             np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4)
-    assert sorted(static._static) == [((1, 12), (1, 12)), ((4, 12), (4, 12)), ((8, 12), (8, 12))]
-    assert dynamic._static == {}
+    assert list(static._static) == [((4, 12), (4, 12)), ((8, 12), (8, 12)), ((1, 12), (1, 12))]  # last used last
+    assert static.compiles == 3 and dynamic._static == {}
 
     full = load_session(bert, "openvino", shapes="static")
-    full._static = {("taken", i): None for i in range(settings.STATIC_SHAPES_KEPT)}
-    for name, value in full.run(batches[0]).items():  # full: a new shape runs on the dynamic graph
-        np.testing.assert_allclose(value, dynamic.run(batches[0])[name], rtol=1e-4, atol=1e-4)
-    assert len(full._static) == settings.STATIC_SHAPES_KEPT
+    for i in range(settings.STATIC_SHAPES_KEPT + 1):
+        full.run({name: np.repeat(array[:1], 1 + i % 6, axis=0) for name, array in data.items()})
+    assert len(full._static) == 6 and full.compiles == 6
+    full._static.update({("kept", i): None for i in range(settings.STATIC_SHAPES_KEPT - 6)})
+    oldest = next(iter(full._static))  # batch 4: its last call was the longest ago
+    full.run({name: array[:7] for name, array in data.items()})
+    assert oldest == ((4, 12), (4, 12)) and oldest not in full._static
+    assert len(full._static) == settings.STATIC_SHAPES_KEPT and ((7, 12), (7, 12)) in full._static
+    full.compiles = settings.STATIC_COMPILES_MAX
+    for name, value in full.run({n: a[:9] for n, a in data.items()}).items():  # runs dynamic, no compile
+        np.testing.assert_allclose(value, dynamic.run({n: a[:9] for n, a in data.items()})[name], rtol=1e-4,
+                                   atol=1e-4)
+    assert ((9, 12), (9, 12)) not in full._static and full.compiles == settings.STATIC_COMPILES_MAX
 
 
 def test_openvino_shapes_setting_is_checked_and_searched():

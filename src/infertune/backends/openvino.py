@@ -6,6 +6,7 @@ so the hint is always set and the precision actually compiled is read back.
 
 from __future__ import annotations
 
+import collections
 import functools
 
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 
 from infertune.backends.base import Session, outputs_dict
 from infertune.backends.onnx_artifact import onnx_path_for
-from infertune.backends.settings import STATIC_SHAPES_KEPT, OpenVINOSettings
+from infertune.backends.settings import STATIC_COMPILES_MAX, STATIC_SHAPES_KEPT, OpenVINOSettings
 from infertune.passes.export import onnx_bytes
 from infertune.errors import ConfigError
 
@@ -65,7 +66,8 @@ class OpenVINOSession(Session):
         # shapes=static, runs any shape its own compile failed for
         self._compiled = self._core.compile_model(self._graph, "CPU", config)
         self._request = self._compiled.create_infer_request()
-        self._static: dict[tuple, object] = {}
+        self._static: collections.OrderedDict[tuple, object] = collections.OrderedDict()
+        self.compiles = 0
         self._inputs = [port_name(port, model.signature.input_names) for port in self._compiled.inputs]
         self.settings = settings
         self.signature = model.signature
@@ -74,27 +76,33 @@ class OpenVINOSession(Session):
         self._paths = (model.ir_path, path)
 
     def _request_for(self, feed: dict[str, np.ndarray]):
-        """The request to run `feed` on. With shapes=static: a model compiled for exactly these input shapes, on
-        the first call at them, for the first STATIC_SHAPES_KEPT shapes (later ones run on the dynamic model). A
-        static graph lets the CPU plugin fuse and plan more: MiniLM NNCF int8 here, 1.13x at batch 32 and 1.15x
-        at batch 1 over the dynamic graph (docs/benchmarks.md, "OpenVINO static shapes")."""
+        """The request to run `feed` on. With shapes=static: a model compiled for exactly these input shapes on
+        the first call at them, the STATIC_SHAPES_KEPT last used kept. A static graph lets the CPU plugin fuse and
+        plan more: MiniLM NNCF int8 here, 1.13x at batch 32 and 1.15x at batch 1 over the dynamic graph
+        (docs/benchmarks.md, "OpenVINO static shapes"). Shapes that keep changing (more in turn than are kept)
+        would compile on every call: after STATIC_COMPILES_MAX compiles, a shape not kept runs dynamic."""
         if self.settings.shapes == "dynamic":
             return self._request
         key = tuple(feed[name].shape for name in self._inputs)
         request = self._static.get(key)
-        if request is None:
-            if len(self._static) >= STATIC_SHAPES_KEPT:
-                return self._request  # full: later shapes run dynamic (dropping one would recompile on a cycle)
-            import openvino as ov
+        if request is not None:
+            self._static.move_to_end(key)
+            return request
+        if self.compiles >= STATIC_COMPILES_MAX:
+            return self._request
+        import openvino as ov
 
-            graph = self._graph.clone()
-            try:
-                graph.reshape({port: ov.PartialShape(list(feed[name].shape))
-                               for port, name in zip(graph.inputs, self._inputs)})
-                request = self._core.compile_model(graph, "CPU", self._config).create_infer_request()
-            except RuntimeError:  # a graph that cannot take these shapes statically runs them dynamically
-                request = self._request
-            self._static[key] = request
+        graph = self._graph.clone()
+        try:
+            graph.reshape({port: ov.PartialShape(list(feed[name].shape))
+                           for port, name in zip(graph.inputs, self._inputs)})
+            request = self._core.compile_model(graph, "CPU", self._config).create_infer_request()
+        except RuntimeError:  # a graph that cannot take these shapes statically runs them dynamically
+            request = self._request
+        self.compiles += 1
+        self._static[key] = request
+        if len(self._static) > STATIC_SHAPES_KEPT:
+            self._static.popitem(last=False)
         return request
 
     @functools.cached_property

@@ -10,7 +10,8 @@ from infertune.errors import ConfigError
 from infertune.params import check, param
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-STATIC_SHAPES_KEPT = 32  # OpenVINO shapes=static: shapes that get a model of their own
+STATIC_SHAPES_KEPT = 32  # OpenVINO shapes=static: compiled models kept, the least recently used dropped
+STATIC_COMPILES_MAX = 4 * STATIC_SHAPES_KEPT  # then shapes not kept run dynamic (no compile on every call)
 TORCH_PRECISION = "weights and float inputs cast to this dtype; outputs returned as float32"
 
 
@@ -73,8 +74,8 @@ class OpenVINOSettings:
     streams: int | None = param(None, "NUM_STREAMS (parallel requests the plugin prepares for); None: as the "
                                       "performance hint decides", low=1, search=(1, 2))
     shapes: str = param("dynamic", "dynamic: one compiled model for every input shape; static: a model compiled "
-                                   "for each input shape on its first call (about 0.4 s for MiniLM; the first "
-                                   f"{STATIC_SHAPES_KEPT} shapes, later ones run dynamic): faster where shapes repeat",
+                                   "for each input shape on its first call (about 0.4 s for MiniLM; the "
+                                   f"{STATIC_SHAPES_KEPT} last used kept): faster where shapes repeat",
                         choices=("dynamic", "static"), search=("dynamic", "static"))
     exporter: str = param("torchscript", "for torch models: torchscript (dynamo=False) or dynamo",
                           choices=("torchscript", "dynamo"))
