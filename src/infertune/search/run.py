@@ -191,8 +191,8 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
             if refining and not stopped:
                 queue.extend(_refine_queue(finished, base, objective))
                 if queue:
-                    say(f"refine: {len(queue)} variants (runtime settings of the baseline and the leader, the "
-                        f"leader's pass values)")
+                    say(f"refine: {len(queue)} variants (the leader's runtime settings and pass values, then the "
+                        f"baseline's runtime settings)")
                 drain()
             if refining and not stopped:
                 queue.extend(_combined_queue(finished, objective))
