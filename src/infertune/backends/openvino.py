@@ -79,8 +79,9 @@ class OpenVINOSession(Session):
         """The request to run `feed` on. With shapes=static: a model compiled for exactly these input shapes on
         the first call at them, the STATIC_SHAPES_KEPT last used kept. A static graph lets the CPU plugin fuse and
         plan more: MiniLM NNCF int8 on AMX, 1.15x at batch 32 and 1.09x at batch 1 over the dynamic graph
-        (docs/benchmarks.md, "Passes: minilm on AMX, OpenVINO static shapes"). Shapes that keep changing (more in turn than are kept)
-        would compile on every call: after STATIC_COMPILES_MAX compiles, a shape not kept runs dynamic."""
+        (docs/benchmarks.md, "Passes: minilm on AMX, OpenVINO static shapes"). Shapes that keep changing (more in
+        turn than are kept) would compile on every call: after STATIC_COMPILES_MAX compiles, a shape not kept
+        runs dynamic."""
         if self.settings.shapes == "dynamic":
             return self._request
         key = tuple(feed[name].shape for name in self._inputs)

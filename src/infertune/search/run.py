@@ -188,14 +188,16 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
             trained = [item for item in queue if refining and _trains(item[1])]  # the dearest: after refining
             queue[:] = [item for item in queue if item not in trained]
             drain()
+            leader = None
             if refining and not stopped:
-                queue.extend(_refine_queue(finished, base, objective))
+                leader = next(iter(ranked(finished[1:], objective)), None)  # whose variants refine tries
+                queue.extend(_refine_queue(finished, base, leader))
                 if queue:
                     say(f"refine: {len(queue)} variants (the leader's runtime settings and pass values, then the "
                         f"baseline's runtime settings)")
                 drain()
-            if refining and not stopped:
-                queue.extend(_combined_queue(finished, objective))
+            if refining and not stopped and leader is not None:
+                queue.extend(_combined_queue(finished, leader))
                 if queue:
                     say(f"refine: {queue[0][0]} combines the leader's settings that each beat it "
                         f"({queue[0][1].describe()})")
@@ -239,18 +241,21 @@ def _trains(recipe: Recipe) -> bool:
     return any("training" in entry_for(config).needs for config in recipe.passes)
 
 
-def _refine_queue(finished: list[TrialRecord], base: Recipe, objective: str) -> list[tuple[str, Recipe]]:
+def _tried(finished: list[TrialRecord]) -> set[str]:
+    return {json.dumps(r.recipe, sort_keys=True) for r in finished}
+
+
+def _refine_queue(finished: list[TrialRecord], base: Recipe, leader: TrialRecord | None) -> list[tuple[str, Recipe]]:
     """Setting and pass variants (the values its passes declare) of the current leader, the likeliest to better
     the answer, so they come first where the time budget ends the stage; then setting variants of the baseline's
     recipe (a model as given, run with other threads, can be the fastest candidate)."""
     from infertune.search.space import pass_variants, setting_variants
 
-    tried = {json.dumps(r.recipe, sort_keys=True) for r in finished}
+    tried = _tried(finished)
     sources = []
-    order = ranked(finished[1:], objective)
-    if order:
-        leader = Recipe.from_dict(order[0].recipe)
-        sources.append((order[0].id, setting_variants(leader) + pass_variants(leader)))
+    if leader is not None:
+        recipe = Recipe.from_dict(leader.recipe)
+        sources.append((leader.id, setting_variants(recipe) + pass_variants(recipe)))
     sources.append(("baseline", setting_variants(base)))
     queue = []
     for source_id, variants in sources:
@@ -262,16 +267,12 @@ def _refine_queue(finished: list[TrialRecord], base: Recipe, objective: str) -> 
     return queue
 
 
-def _combined_queue(finished: list[TrialRecord], objective: str) -> list[tuple[str, Recipe]]:
+def _combined_queue(finished: list[TrialRecord], leader: TrialRecord) -> list[tuple[str, Recipe]]:
     """The refine stage tries the leader's settings one at a time; where two or more of them each beat the leader
     beyond their spread (a variant's p10 above the leader's median speed-up), one more candidate with all of them
     (OpenVINO static shapes and a thread count can each help and add up). It is judged like any candidate."""
     from infertune.search.recipe import with_options
 
-    sources = [r for r in ranked(finished[1:], objective) if "-s" not in r.id]  # what _refine_queue varied
-    if not sources:
-        return []
-    leader = sources[0]
     source = Recipe.from_dict(leader.recipe)
     better: dict[str, tuple[float, object]] = {}
     for record in finished:
@@ -280,7 +281,7 @@ def _combined_queue(finished: list[TrialRecord], objective: str) -> list[tuple[s
         variant = Recipe.from_dict(record.recipe)
         if variant.passes != source.passes or record.speedup.low <= leader.speedup.value:
             continue
-        changed = {k: v for k, v in variant.backend_options.items() if source.backend_options.get(k, None) != v}
+        changed = {k: v for k, v in variant.backend_options.items() if source.backend_options.get(k) != v}
         if len(changed) == 1:
             (name, value), = changed.items()
             if name not in better or record.speedup.value > better[name][0]:
@@ -288,9 +289,8 @@ def _combined_queue(finished: list[TrialRecord], objective: str) -> list[tuple[s
     if len(better) < 2:
         return []
     combined = with_options(source, **{name: value for name, (_, value) in better.items()})
-    tried = {json.dumps(r.recipe, sort_keys=True) for r in finished}
     key = json.dumps(combined.to_dict(), sort_keys=True)
-    return [] if key in tried else [(f"{leader.id}-combined", combined)]
+    return [] if key in _tried(finished) else [(f"{leader.id}-combined", combined)]
 
 
 def _executor(ray: str | None, out: Path, common: dict, progress, say, append):
