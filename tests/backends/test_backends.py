@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 
@@ -105,41 +107,71 @@ def test_cuda_backends_absent_is_a_reason_not_an_error():
     assert unavailable_reason("onnxruntime-cuda")
 
 
-def test_openvino_static_shapes_compile_per_shape_and_match_the_dynamic_graph():
-    """A BERT nobody tuned for (its export fixes the length at 12), fed batches of several sizes: shapes=static
-    gives each input shape a model of its own and returns what the dynamic graph returns; it keeps the
-    STATIC_SHAPES_KEPT last used, and after STATIC_COMPILES_MAX compiles runs a shape it does not keep dynamic."""
-    from infertune.backends import settings
+def test_openvino_static_shapes_compile_a_shape_that_earns_it_and_match_the_dynamic_graph():
+    """A BERT nobody tuned for (its export fixes the length at 12): with shapes=static, a shape met once (a single
+    pass over data) runs on the dynamic graph and never compiles; a shape that repeats gets a model of its own once
+    its calls have run as long as a compile took, and returns what the dynamic graph returns."""
     from infertune.testing.models import bert_data
 
     data = bert_data(n=40, seed=3)
     bert = load_model("infertune.testing.models:tiny_bert", data=data)
     dynamic = load_session(bert, "openvino")
     static = load_session(bert, "openvino", shapes="static")
-    batches = [{name: array[start:start + size] for name, array in data.items()}
-               for start, size in ((0, 4), (4, 1), (5, 4), (9, 8), (17, 1))]
-    for batch in batches:
+    assert static.compile_s > 0
+    single_pass = [{name: array[start:start + size] for name, array in data.items()}
+                   for start, size in ((0, 4), (4, 1), (5, 2), (7, 8), (15, 3))]
+    for batch in single_pass:
         want, got = dynamic.run(batch), static.run(batch)
         assert want.keys() == got.keys()
         for name in want:
             assert got[name].shape == want[name].shape
             np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4)
-    assert list(static._static) == [((4, 12), (4, 12)), ((8, 12), (8, 12)), ((1, 12), (1, 12))]  # last used last
-    assert static.compiles == 3 and dynamic._static == {}
+    assert static.compiles == 0 and static._static == {}
 
+    repeated = {name: array[:6] for name, array in data.items()}
+    calls, spent = 0, 0.0
+    while static.compiles == 0 and calls < 100_000:
+        estimate = static.compile_s
+        started = time.perf_counter()
+        static.run(repeated)
+        spent += time.perf_counter() - started
+        calls += 1
+    assert static.compiles == 1 and list(static._static) == [((6, 12), (6, 12))]
+    assert spent >= estimate  # it paid for a compile only after running as long as one takes
+    for name, value in static.run(repeated).items():
+        np.testing.assert_allclose(value, dynamic.run(repeated)[name], rtol=1e-4, atol=1e-4)
+    assert dynamic.compiles == 0 and dynamic._static == {}
+
+
+def test_openvino_static_shapes_keep_the_last_used_and_stop_compiling_at_the_cap():
+    """A benchmark's warm-up says which batches repeat (`expect`): their shapes compile at once, the most frequent
+    first; STATIC_SHAPES_KEPT are kept (the least recently used dropped), and after STATIC_COMPILES_MAX compiles a
+    shape not kept runs dynamic."""
+    from infertune.backends import settings
+    from infertune.bench.timing import warm_up
+    from infertune.testing.models import bert_data
+
+    data = bert_data(n=40, seed=3)
+    bert = load_model("infertune.testing.models:tiny_bert", data=data)
+    dynamic = load_session(bert, "openvino")
     full = load_session(bert, "openvino", shapes="static")
-    for i in range(settings.STATIC_SHAPES_KEPT + 1):
-        full.run({name: np.repeat(array[:1], 1 + i % 6, axis=0) for name, array in data.items()})
-    assert len(full._static) == 6 and full.compiles == 6
-    full._static.update({("kept", i): None for i in range(settings.STATIC_SHAPES_KEPT - 6)})
-    oldest = next(iter(full._static))  # batch 4: its last call was the longest ago
-    full.run({name: array[:7] for name, array in data.items()})
-    assert oldest == ((4, 12), (4, 12)) and oldest not in full._static
-    assert len(full._static) == settings.STATIC_SHAPES_KEPT and ((7, 12), (7, 12)) in full._static
+    rows = [1, 2, 2, 3, 3, 3]
+    warm_up(full, [{name: array[:n] for name, array in data.items()} for n in rows], extra=0)
+    assert list(full._static) == [((1, 12), (1, 12)), ((2, 12), (2, 12)), ((3, 12), (3, 12))]  # last used last
+    assert full.compiles == 3
+    warm_up(dynamic, [{name: array[:n] for name, array in data.items()} for n in rows], extra=0)
+    assert dynamic.compiles == 0
+    full._static.update({("kept", i): None for i in range(settings.STATIC_SHAPES_KEPT - 3)})
+    full.run({name: array[:1] for name, array in data.items()})  # used: no longer the oldest
+    full.expect([{name: array[:7] for name, array in data.items()}])
+    assert ((2, 12), (2, 12)) not in full._static and ((1, 12), (1, 12)) in full._static
+    assert len(full._static) == settings.STATIC_SHAPES_KEPT and next(reversed(full._static)) == ((7, 12), (7, 12))
     full.compiles = settings.STATIC_COMPILES_MAX
-    for name, value in full.run({n: a[:9] for n, a in data.items()}).items():  # runs dynamic, no compile
-        np.testing.assert_allclose(value, dynamic.run({n: a[:9] for n, a in data.items()})[name], rtol=1e-4,
-                                   atol=1e-4)
+    nine = {n: a[:9] for n, a in data.items()}
+    full.expect([nine])
+    full._earned[((9, 12), (9, 12))] = 1e9  # earned long ago, but the cap holds
+    for name, value in full.run(nine).items():  # runs dynamic, no compile
+        np.testing.assert_allclose(value, dynamic.run(nine)[name], rtol=1e-4, atol=1e-4)
     assert ((9, 12), (9, 12)) not in full._static and full.compiles == settings.STATIC_COMPILES_MAX
 
 

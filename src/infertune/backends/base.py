@@ -23,6 +23,10 @@ class Session(ABC):
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ...
 
+    def expect(self, batches: list[dict[str, np.ndarray]]) -> None:
+        """The caller will run `batches` over and over (a benchmark's workload). A session that adapts to the
+        shapes it meets (OpenVINO shapes=static) adapts now, so timed runs see its steady state."""
+
     def describe(self) -> dict[str, Any]:
         import dataclasses
 

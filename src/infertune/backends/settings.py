@@ -74,8 +74,9 @@ class OpenVINOSettings:
     streams: int | None = param(None, "NUM_STREAMS (parallel requests the plugin prepares for); None: as the "
                                       "performance hint decides", low=1, search=(1, 2))
     shapes: str = param("dynamic", "dynamic: one compiled model for every input shape; static: a model compiled "
-                                   "for each input shape on its first call (about 0.4 s for MiniLM; the "
-                                   f"{STATIC_SHAPES_KEPT} last used kept): faster where shapes repeat",
+                                   "for each input shape that repeats, once its calls have run as long as a "
+                                   f"compile takes (about 0.4 s for MiniLM; the {STATIC_SHAPES_KEPT} last used "
+                                   "kept): faster where shapes repeat, the same where they do not",
                         choices=("dynamic", "static"), search=("dynamic", "static"))
     exporter: str = param("torchscript", "for torch models: torchscript (dynamo=False) or dynamo",
                           choices=("torchscript", "dynamo"))

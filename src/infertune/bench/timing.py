@@ -15,8 +15,11 @@ def _shape_key(batch: dict[str, np.ndarray]) -> tuple:
 
 
 def warm_up(session, batches: list[dict[str, np.ndarray]], extra: int = 3) -> None:
-    """Run every distinct shape once (the first call at a shape compiles or plans: it is warm-up, never p99),
-    then `extra` more calls."""
+    """Tell the session the batches will repeat (a session that adapts to shapes adapts now), run every distinct
+    shape once (the first call at a shape compiles or plans: it is warm-up, never p99), then `extra` more calls."""
+    expect = getattr(session, "expect", None)
+    if expect is not None:
+        expect(batches)
     seen: set[tuple] = set()
     for batch in batches:
         key = _shape_key(batch)
