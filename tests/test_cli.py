@@ -60,6 +60,29 @@ def test_bench_writes_json_and_prints_the_table(cli, tmp_path):
     assert data["hardware"]["cpu_model"]
 
 
+def test_bench_measures_a_run_directory_that_holds_an_openvino_ir(cli, tmp_path, mlp_onnx, mlp_npz):
+    """A run directory whose artifact is an IR (an NNCF choice): bench runs it on its own backend, with its outputs
+    checked against the IR run at fp32, not against a runtime that cannot load it."""
+    import openvino as ov
+
+    from infertune.io import write_json_atomic
+    from infertune.model.run_dir import MANIFEST, Manifest
+    from infertune.model.spec import ModelSpec
+
+    folder = tmp_path / "run" / "model"
+    folder.mkdir(parents=True)
+    ov.save_model(ov.convert_model(str(mlp_onnx)), str(folder / "mlp.xml"))
+    recipe = {"format": "infertune.recipe", "version": 1, "passes": [], "backend": {"name": "openvino"}}
+    write_json_atomic(folder / MANIFEST, Manifest(spec=ModelSpec(model=str(mlp_onnx)), recipe=recipe,
+                                                  backend="openvino", file="mlp.xml").to_dict())
+    out = tmp_path / "bench.json"
+    result = cli("bench", str(tmp_path / "run"), "--data", str(mlp_npz), "--batch-sizes", "1", "--min-time", "0",
+                 "--min-runs", "3", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(out.read_text())["results"]
+    assert row["backend"] == "openvino" and row["error"] is None and row["fidelity"]["top1_agreement"] == 1.0
+
+
 def test_bench_where_every_backend_fails_exits_1(cli, tmp_path):
     result = cli("bench", "digits-cnn", "--backend", "onnxruntime", "--precision", "bf16",
                      "--min-time", "0", "--min-runs", "2")

@@ -1,5 +1,6 @@
 """Several backends on one model, each measured apart, with every backend's outputs checked against a
-reference (torch eager fp32 for a torch model, ONNX Runtime unoptimised for an ONNX file)."""
+reference (torch eager fp32 for a torch model, ONNX Runtime unoptimised for an ONNX file, OpenVINO fp32 for an
+OpenVINO IR)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def reference_outputs(model, split, count: int) -> dict[str, np.ndarray]:
 
     if model.module is not None:
         session = load_session(model, "torch")
+    elif model.format == "openvino":  # an IR (a run directory's NNCF artifact, say): fp32 on its own runtime
+        session = load_session(model, "openvino", precision="fp32")
     else:
         session = load_session(model, "onnxruntime", graph_optimization="disable")
     return collect_outputs(session, model, split, count)
