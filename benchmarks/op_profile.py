@@ -53,14 +53,16 @@ class Profiled:
         elif backend == "onnxruntime":
             import onnxruntime as ort
 
-            from infertune.backends.onnxruntime import session_options
+            from infertune.backends.onnxruntime import disabled_optimizers, session_options
             from infertune.backends.settings import OnnxRuntimeSettings
 
-            sess_options = session_options(OnnxRuntimeSettings(**options))
+            settings = OnnxRuntimeSettings(**options)
+            sess_options = session_options(settings)
             sess_options.enable_profiling = True
             sess_options.profile_file_prefix = str(workdir / f"ort-profile-{id(self)}")
             self._session = ort.InferenceSession(str(path), sess_options=sess_options,
-                                                 providers=["CPUExecutionProvider"])
+                                                 providers=["CPUExecutionProvider"],
+                                                 disabled_optimizers=disabled_optimizers(settings))
             self._inputs = [i.name for i in self._session.get_inputs()]
         else:
             raise ValueError(f"no operator profile for backend '{backend}'")

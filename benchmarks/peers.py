@@ -1,7 +1,7 @@
 """infertune's chosen MiniLM artifact against what users of the peer tools would run, side by side, in one run.
 
 Rows: torch eager fp32; ONNX Runtime dynamic int8 configured as Optimum's avx512_vnni preset does it
-(per-tensor QInt8 weights, unfused graph); OpenVINO + NNCF int8 (transformer scheme); OpenVINO with the bf16
+(per-tensor QInt8 weights, unfused graph, ONNX Runtime's own load-time fusions); OpenVINO + NNCF int8 (transformer scheme); OpenVINO with the bf16
 inference precision hint; torchao int8 dynamic activations + int8 weights under torch.compile with freezing;
 and the recipe `infertune optimize` chose, read from a run directory (default runs/demo, written by `make demo`,
 `--objective latency`), and with `--run-throughput DIR` the recipe of a run made with `--objective throughput`.
@@ -47,7 +47,7 @@ def peer_rows(run: Path, run_throughput: Path | None):
     rows = [
         ("torch eager fp32", [], "torch", {}),
         ("ONNX Runtime dynamic int8, Optimum avx512_vnni preset (per-tensor QInt8)",
-         [ExportOnnx(), Int8Dynamic(per_channel=False)], "onnxruntime", {}),
+         [ExportOnnx(), Int8Dynamic(per_channel=False)], "onnxruntime", {"skip_layer_norm": True}),  # ORT's defaults
         ("OpenVINO + NNCF int8 (transformer scheme)", [ExportOnnx(), Int8Nncf()], "openvino", {}),
         ("OpenVINO bf16 inference precision hint", [ExportOnnx()], "openvino", {"precision": "bf16"}),
         ("torchao int8 dyn-act/int8-weight + torch.compile (freezing)", [Int8Torchao()], "torch-compile", {}),

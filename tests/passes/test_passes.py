@@ -115,9 +115,34 @@ def test_onnx_pass_on_a_torch_model_says_to_export_first(mlp_model, tmp_path):
         apply(mlp_model, Int8Dynamic(), PassContext(workdir=tmp_path))
 
 
-def test_ort_fusion_fuses_bert_attention(bert_onnx, bert_dataset, tmp_path):
+def test_ort_fusion_fuses_bert_attention_and_leaves_skip_layer_norm_to_the_runtime(bert_onnx, bert_dataset, tmp_path):
+    """The pass leaves Add + LayerNormalization apart; ONNX Runtime fuses them into SkipLayerNormalization when it
+    loads the graph only with the backend setting `skip_layer_norm=True` (its CPU kernel is the slow one here).
+    Both ways give the same outputs."""
+    import onnx
+    import onnxruntime as ort
+
+    from infertune.backends import load_session, make_backend_settings
+    from infertune.backends.onnxruntime import disabled_optimizers, session_options
+
     output = apply(bert_onnx, OrtFusion(), PassContext(workdir=tmp_path, dataset=bert_dataset))
-    assert "Attention x2" in output.notes[0] and "SkipLayerNormalization" in output.notes[0]
+    assert "Attention x2" in output.notes[0] and "SkipLayerNormalization" not in output.notes[0]
+    fused = output.model
+    ops = {node.op_type for node in onnx.load(str(fused.onnx_path), load_external_data=False).graph.node}
+    assert "LayerNormalization" in ops and "SkipLayerNormalization" not in ops
+    for skip in (False, True):
+        settings = make_backend_settings("onnxruntime", skip_layer_norm=skip)
+        options = session_options(settings)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # portable to save
+        options.optimized_model_filepath = str(tmp_path / f"loaded-{skip}.onnx")
+        ort.InferenceSession(str(fused.onnx_path), sess_options=options, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=disabled_optimizers(settings))
+        loaded = {node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node}
+        assert ("SkipLayerNormalization" in loaded) is skip
+    batch = _inputs(fused)
+    want = load_session(fused, "onnxruntime", skip_layer_norm=True).run(batch)
+    for name, got in load_session(fused, "onnxruntime").run(batch).items():
+        np.testing.assert_allclose(got, want[name], rtol=1e-4, atol=1e-5)
 
 
 def test_mixed_precision_ranks_layers_and_keeps_the_worst_in_float(bert_onnx, bert_dataset, tmp_path):

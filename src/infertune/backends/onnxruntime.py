@@ -45,6 +45,13 @@ def session_options(settings: OnnxRuntimeSettings):
     return options
 
 
+def disabled_optimizers(settings: OnnxRuntimeSettings) -> list[str]:
+    """ONNX Runtime's own graph transformers this session leaves out. Without `skip_layer_norm`, the fusion of
+    Add + LayerNormalization into SkipLayerNormalization: its CPU kernel is the slow one here (docs/benchmarks.md,
+    "ONNX Runtime's SkipLayerNormalization on AMX"), so the ort-fusion pass leaves the pair unfused too."""
+    return [] if settings.skip_layer_norm else ["SkipLayerNormFusion"]
+
+
 class OnnxRuntimeSession(Session):
     def __init__(self, model, settings: OnnxRuntimeSettings):
         import onnxruntime as ort
@@ -57,7 +64,8 @@ class OnnxRuntimeSession(Session):
         self.signature = model.signature
         self._path = path
         self._session = ort.InferenceSession(str(path), sess_options=session_options(settings),
-                                             providers=[PROVIDERS[settings.device]])
+                                             providers=[PROVIDERS[settings.device]],
+                                             disabled_optimizers=disabled_optimizers(settings))
         self._inputs = [i.name for i in self._session.get_inputs()]
 
     @functools.cached_property

@@ -48,7 +48,8 @@ class OrtFusion(Checked):
 
 
 @register("ort-fusion", OrtFusion, formats=("onnx",), needs=("transformer",), backends=("onnxruntime",), prepares=True,
-          summary="ONNX Runtime fusions (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm), constant folding")
+          summary="ONNX Runtime fusions (Attention, BiasGelu, EmbedLayerNorm; SkipLayerNorm at load, where the "
+                  "onnxruntime setting skip_layer_norm asks), constant folding")
 def ort_fusion(model, config: OrtFusion, ctx: PassContext) -> PassOutput:
     source = require_onnx(model, "ort-fusion")
     target = ctx.workdir / "fused.onnx"
@@ -56,6 +57,7 @@ def ort_fusion(model, config: OrtFusion, ctx: PassContext) -> PassOutput:
     fused = "fused nothing"
     if config.model_type != "none":
         import onnx
+        from onnxruntime.transformers.fusion_options import FusionOptions
         from onnxruntime.transformers.optimizer import optimize_model
 
         from infertune.model.onnx_graph import attention_facts
@@ -72,8 +74,13 @@ def ort_fusion(model, config: OrtFusion, ctx: PassContext) -> PassOutput:
             if changes:
                 notes.append("before fusing: " + ", ".join(changes))
         ctx.say("fusing transformer patterns")
+        options = FusionOptions(config.model_type)
+        # Add + LayerNormalization stay apart: the onnxruntime backend's `skip_layer_norm` setting decides whether
+        # ONNX Runtime fuses them when it loads the graph (its SkipLayerNormalization CPU kernel is the slow one on
+        # this project's machines, docs/benchmarks.md)
+        options.enable_skip_layer_norm = False
         optimized = optimize_model(str(graph), model_type=config.model_type, opt_level=0, num_heads=heads,
-                                   hidden_size=hidden)
+                                   hidden_size=hidden, optimization_options=options)
         stats = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
         optimized.save_model_to_file(str(target))
         fused = "fused " + (", ".join(f"{k} x{v}" for k, v in sorted(stats.items())) or "nothing")
@@ -104,5 +111,6 @@ def _bake_ort_optimizations(path: Path) -> None:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     staged = path.with_name(path.stem + ".ort-opt.onnx")
     options.optimized_model_filepath = str(staged)
-    ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=["SkipLayerNormFusion"])  # left to the backend setting
     staged.replace(path)
