@@ -56,8 +56,10 @@ ROWS = {
         (ORT_BASE, [EXPORT], "onnxruntime", {}, ORT_BASE),
         ("onnxruntime fp32, fused", [EXPORT, FUSE], "onnxruntime", {}, ORT_BASE),
         ("onnxruntime int8 dynamic per-tensor (Optimum avx512_vnni preset)", [EXPORT, Int8Dynamic(per_channel=False)],
-         "onnxruntime", {}, ORT_BASE),
+         "onnxruntime", {"skip_layer_norm": True}, ORT_BASE),  # ONNX Runtime's own load-time fusions, as its users
         ("onnxruntime int8 dynamic per-channel, fused", [EXPORT, FUSE, Int8Dynamic()], "onnxruntime", {}, ORT_BASE),
+        ("onnxruntime int8 dynamic per-channel, fused, SkipLayerNorm fused at load (ONNX Runtime's default)",
+         [EXPORT, FUSE, Int8Dynamic()], "onnxruntime", {"skip_layer_norm": True}, ORT_BASE),
         ("onnxruntime int8 mixed precision (validation drop <= 0.004), fused",
          [EXPORT, FUSE, MixedPrecisionInt8(max_drop=0.004)], "onnxruntime", {}, ORT_BASE),
         ("onnxruntime int8 static QDQ minmax per-channel", [EXPORT, Int8Static()], "onnxruntime", {}, ORT_BASE),
