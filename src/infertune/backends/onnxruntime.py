@@ -46,10 +46,11 @@ def session_options(settings: OnnxRuntimeSettings):
 
 
 def disabled_optimizers(settings: OnnxRuntimeSettings) -> list[str]:
-    """ONNX Runtime's own graph transformers this session leaves out. Without `skip_layer_norm`, the fusion of
-    Add + LayerNormalization into SkipLayerNormalization: its CPU kernel is the slow one here (docs/benchmarks.md,
-    "ONNX Runtime's SkipLayerNormalization on AMX"), so the ort-fusion pass leaves the pair unfused too."""
-    return [] if settings.skip_layer_norm else ["SkipLayerNormFusion"]
+    """ONNX Runtime's own graph transformers this session leaves out. On the CPU without `skip_layer_norm`, the
+    fusion of Add + LayerNormalization into SkipLayerNormalization: that CPU kernel is the slow one here
+    (docs/benchmarks.md, "Passes: minilm on AMX, ONNX Runtime's SkipLayerNormalization"), so the ort-fusion pass
+    leaves the pair apart too. CUDA keeps ONNX Runtime's fusions."""
+    return [] if settings.skip_layer_norm or settings.device != "cpu" else ["SkipLayerNormFusion"]
 
 
 class OnnxRuntimeSession(Session):

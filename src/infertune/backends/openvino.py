@@ -79,8 +79,8 @@ class OpenVINOSession(Session):
         self._paths = (model.ir_path, path)
 
     def _request_for(self, feed: dict[str, np.ndarray]) -> tuple[object, tuple | None]:
-        """The request to run `feed` on, and the shape key to credit with the call's time when it runs dynamic
-        only while its shape earns a static model (else None).
+        """The request to run `feed` on, and the shape to credit with the call's time: None, unless the call
+        runs on the dynamic graph while its shape earns a static model.
 
         With shapes=static, a shape gets a model compiled for exactly it, once the calls at that shape have spent
         on the dynamic graph as long as a compile takes (ski rental: a shape met once, as in a single pass over
