@@ -1,6 +1,8 @@
 """Every registered pass, applied to a tiny model: it runs, stays close to the source, and leaves the source
 unchanged. A pass registered without an entry in PASS_TESTS fails `test_every_registered_pass_is_tested`."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -152,6 +154,10 @@ def test_mixed_precision_ranks_layers_and_keeps_the_worst_in_float(bert_onnx, be
     assert len(table) >= 4 and [r["drop_alone"] for r in table] == sorted((r["drop_alone"] for r in table),
                                                                              reverse=True)
     assert output.details["kept_float"] and output.details["kept_float"][0] == table[0]["layer"]
+    # each probe graph (one per layer) is deleted once measured: only the chosen graph stays on disk
+    chosen = Path(output.model.onnx_path).parent
+    assert chosen.is_dir() and not list(tmp_path.rglob("only-*"))
+    assert {p.parent for p in tmp_path.rglob("*.onnx")} == {chosen}
 
 
 def test_passes_never_see_the_heldout_split(mlp_dataset, tmp_path):

@@ -4,6 +4,7 @@ split (never the held-out one), then keep the worst layers in float until the bu
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,9 @@ def int8_mixed(model, config: MixedPrecisionInt8, ctx: PassContext) -> PassOutpu
                          float_outputs=config.float_outputs, **selection)
         return Path(int8_static(model, cfg, sub).model.onnx_path)
 
+    def discard(name: str) -> None:  # a probe's graph, once measured: one per layer would fill the disk
+        shutil.rmtree(ctx.workdir / name, ignore_errors=True)
+
     ctx.say("quantizing every layer")
     all_int8 = quantized("all")
     full_drop = _drop(reference, run_onnx(all_int8, batches), model.task)
@@ -71,20 +75,26 @@ def int8_mixed(model, config: MixedPrecisionInt8, ctx: PassContext) -> PassOutpu
         return PassOutput(as_onnx(model, all_int8), notes=[f"all {len(nodes)} layers int8: validation drop "
                                                        f"{full_drop:.4f} is within {config.max_drop}"],
                           details={"sensitivity": [], "full_drop": full_drop, "kept_float": []})
+    discard("all")
     sensitivity = []
     for i, node in enumerate(nodes):
         ctx.say(f"sensitivity {i + 1}/{len(nodes)}: {node}")
         alone = [n for n in nodes if n != node]
         drop = _drop(reference, run_onnx(quantized(f"only-{i}", exclude=tuple(alone)), batches), model.task)
+        discard(f"only-{i}")
         sensitivity.append({"layer": node, "drop_alone": drop})
     sensitivity.sort(key=lambda row: row["drop_alone"], reverse=True)
     kept: list[str] = []
     drop = full_drop
     path = None
+    previous = None
     for count in _growing(len(nodes)):
+        if previous is not None:
+            discard(previous)  # that count missed the budget
         kept = [row["layer"] for row in sensitivity[:count]]
         ctx.say(f"keeping {count} layers in float")
-        path = quantized(f"keep-{count}", exclude=tuple(kept))
+        previous = f"keep-{count}"
+        path = quantized(previous, exclude=tuple(kept))
         drop = _drop(reference, run_onnx(path, batches), model.task)
         if drop <= config.max_drop:
             break
