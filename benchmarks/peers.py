@@ -1,13 +1,13 @@
 """infertune's chosen MiniLM artifact against what users of the peer tools would run, side by side, in one run.
 
-Rows: torch eager fp32; ONNX Runtime dynamic int8 configured as Optimum's avx512_vnni preset does it
-(per-tensor QInt8 weights, unfused graph, ONNX Runtime's own load-time fusions); OpenVINO + NNCF int8
-(transformer scheme); OpenVINO with the bf16 inference precision hint; torchao int8 dynamic activations + int8
-weights under torch.compile with freezing; and the recipe `infertune optimize` chose, read from a run directory
-(default runs/demo, written by `make demo`, `--objective latency`), and with `--run-throughput DIR` the recipe of a run made with `--objective throughput`.
-Batch 32 is timed both ways: consecutive held-out sentences, and sentences of similar length batched together
-(as sentence-transformers' `encode` sorts them). Each ONNX/OpenVINO row runs in a fresh process; quality is
-against torch eager fp32 on the first 256 held-out sentences.
+Rows: torch eager fp32; ONNX Runtime dynamic int8 configured as Optimum's avx512_vnni preset does it (per-tensor
+QInt8 weights, unfused graph, ONNX Runtime's own load-time fusions); OpenVINO + NNCF int8 (transformer scheme);
+OpenVINO with the bf16 inference precision hint; torchao int8 dynamic activations + int8 weights under
+torch.compile with freezing; and the recipe `infertune optimize` chose, read from a run directory (default
+runs/demo, written by `make demo`, `--objective latency`), and with `--run-throughput DIR` the recipe of a run made
+with `--objective throughput`. Batch 32 is timed both ways: consecutive held-out sentences, and sentences of
+similar length batched together (as sentence-transformers' `encode` sorts them). Each ONNX/OpenVINO row runs in a
+fresh process; quality is against torch eager fp32 on the first 256 held-out sentences.
 
     .venv/bin/python benchmarks/peers.py [--run runs/demo] [--run-throughput DIR] [--repeat N] [--quick]
         [--out docs/benchmarks.md]
