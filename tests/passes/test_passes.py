@@ -132,6 +132,7 @@ def test_ort_fusion_fuses_bert_attention_and_leaves_skip_layer_norm_to_the_runti
     fused = output.model
     ops = {node.op_type for node in onnx.load(str(fused.onnx_path), load_external_data=False).graph.node}
     assert "LayerNormalization" in ops and "SkipLayerNormalization" not in ops
+    assert not list(tmp_path.rglob("canonical.onnx*"))  # the rewritten copy the optimizer read is not kept
     for skip in (False, True):
         settings = make_backend_settings("onnxruntime", skip_layer_norm=skip)
         options = session_options(settings)

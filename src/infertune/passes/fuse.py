@@ -83,6 +83,9 @@ def ort_fusion(model, config: OrtFusion, ctx: PassContext) -> PassOutput:
                                    hidden_size=hidden, optimization_options=options)
         stats = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
         optimized.save_model_to_file(str(target))
+        if graph != source:  # the rewritten copy fed the optimizer only: a model's size on disk, not kept
+            graph.unlink(missing_ok=True)
+            graph.with_name(graph.name + ".data").unlink(missing_ok=True)
         fused = "fused " + (", ".join(f"{k} x{v}" for k, v in sorted(stats.items())) or "nothing")
         notes.insert(0, fused)
         if facts.blocks:
