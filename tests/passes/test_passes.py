@@ -117,7 +117,7 @@ def test_onnx_pass_on_a_torch_model_says_to_export_first(mlp_model, tmp_path):
         apply(mlp_model, Int8Dynamic(), PassContext(workdir=tmp_path))
 
 
-def test_ort_fusion_fuses_bert_attention_and_leaves_skip_layer_norm_to_the_runtime(bert_onnx, bert_dataset, tmp_path):
+def test_ort_fusion_fuses_attention_and_leaves_skip_layer_norm_to_the_runtime(bert_onnx, bert_dataset, tmp_path):
     """The pass leaves Add + LayerNormalization apart; ONNX Runtime fuses them into SkipLayerNormalization when it
     loads the graph only with the backend setting `skip_layer_norm=True` (its CPU kernel is the slow one here).
     Both ways give the same outputs."""
