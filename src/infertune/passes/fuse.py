@@ -110,10 +110,13 @@ def ort_fusion(model, config: OrtFusion, ctx: PassContext) -> PassOutput:
 def _bake_ort_optimizations(path: Path) -> None:
     import onnxruntime as ort
 
+    from infertune.backends.onnxruntime import disabled_optimizers
+    from infertune.backends.settings import OnnxRuntimeSettings
+
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     staged = path.with_name(path.stem + ".ort-opt.onnx")
     options.optimized_model_filepath = str(staged)
     ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"],
-                         disabled_optimizers=["SkipLayerNormFusion"])  # left to the backend setting
+                         disabled_optimizers=disabled_optimizers(OnnxRuntimeSettings()))  # as the backend loads
     staged.replace(path)
