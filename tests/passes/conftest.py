@@ -21,6 +21,13 @@ def bert_model():
 
 
 @pytest.fixture(scope="session")
+def bert_onnx(bert_model, tmp_path_factory):
+    from infertune.passes.export import export_onnx
+
+    return export_onnx(bert_model, tmp_path_factory.mktemp("bert") / "bert.onnx")
+
+
+@pytest.fixture(scope="session")
 def bert_dataset():
     from infertune.testing.models import bert_data
 

@@ -22,12 +22,14 @@ from infertune.passes.prune import MagnitudePrune, StructuredPrune
 from infertune.passes.prune_budget import PruneToBudget
 from infertune.passes.registry import PassContext, apply, load_all
 from infertune.passes.sparse import SparseLinear
+from infertune.passes.unpad import Unpad
 
 # pass -> (model fixture, data fixture or None, config, backend for the result, smallest mean cosine)
 PASS_TESTS = {
     "export-onnx": ("mlp_model", None, ExportOnnx(), "onnxruntime", 0.9999),
     "fold-bn": ("cnn_model", None, FoldBatchNorm(), "torch", 0.9999),
     "ort-fusion": ("bert_onnx", "bert_dataset", OrtFusion(), "onnxruntime", 0.9999),
+    "unpad": ("bert_onnx", "bert_dataset", Unpad(), "onnxruntime", 0.9999),
     "int8-dynamic": ("mlp_onnx_model", None, Int8Dynamic(), "onnxruntime", 0.99),
     "int8-static": ("mlp_onnx_model", "mlp_dataset", Int8Static(), "onnxruntime", 0.98),
     "int4-weight-only": ("bert_onnx", None, Int4WeightOnly(block_size=16), "onnxruntime", 0.95),
@@ -53,13 +55,6 @@ def mlp_onnx_model(mlp_onnx):
     from infertune.resolver import load_model
 
     return load_model(str(mlp_onnx))
-
-
-@pytest.fixture(scope="session")
-def bert_onnx(bert_model, tmp_path_factory):
-    from infertune.passes.export import export_onnx
-
-    return export_onnx(bert_model, tmp_path_factory.mktemp("bert") / "bert.onnx")
 
 
 def _inputs(model):

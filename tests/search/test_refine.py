@@ -91,3 +91,49 @@ def test_settings_that_each_beat_the_leader_are_tried_together():
     assert _combined_queue(finished[:4], finished[1]) == []  # one winning setting: nothing to combine
     tried = finished + [record("c01-combined", combined, 2.5, 2.4)]
     assert _combined_queue(tried, finished[1]) == []
+
+
+def test_padding_removal_is_inserted_before_the_leaders_precision_pass():
+    """`unpad` is never a candidate alone: for throughput on a transformer, the refine stage tries the leader with
+    it, after the graph passes (ONNX Runtime's attention fusion reads the padded layout) and before int8."""
+    from infertune.passes.export import ExportOnnx
+    from infertune.passes.fuse import OrtFusion
+    from infertune.passes.quantize.onnx_backend import Int8Dynamic
+    from infertune.passes.quantize.openvino_backend import Int8Nncf
+    from infertune.passes.unpad import Unpad
+    from infertune.search.space import insertion_variants
+
+    text = frozenset({"transformer", "calibration"})
+    ort = Recipe(passes=(ExportOnnx(), OrtFusion(), Int8Dynamic()), backend="onnxruntime")
+    [variant] = insertion_variants(ort, "torch", "throughput", text)
+    assert variant.passes == (ExportOnnx(), OrtFusion(), Unpad(), Int8Dynamic())
+    nncf = Recipe(passes=(ExportOnnx(), Int8Nncf()), backend="openvino", options=(("shapes", "static"),))
+    [variant] = insertion_variants(nncf, "torch", "throughput", text)
+    assert variant.passes == (ExportOnnx(), Unpad(), Int8Nncf()) and variant.options == nncf.options
+    assert insertion_variants(Recipe(backend="onnxruntime"), "onnx", "throughput", text)[0].passes == (Unpad(),)
+    assert insertion_variants(nncf, "torch", "latency", text) == []               # batch 1 has no padding
+    assert insertion_variants(nncf, "torch", "throughput", frozenset()) == []     # an LSTM, a CNN
+    assert insertion_variants(Recipe(backend="torch"), "torch", "throughput", text) == []  # no ONNX graph
+    assert insertion_variants(variant, "torch", "throughput", text) == []         # already there
+
+
+def test_an_inserted_pass_that_beats_the_leader_is_combined_with_its_settings():
+    from infertune.passes.export import ExportOnnx
+    from infertune.passes.quantize.openvino_backend import Int8Nncf
+    from infertune.passes.unpad import Unpad
+    from infertune.search.records import Speedup, Status, TrialRecord
+    from infertune.search.run import _combined_queue
+    from infertune.search.recipe import with_options
+
+    leader = Recipe(passes=(ExportOnnx(), Int8Nncf()), backend="openvino")
+    unpadded = Recipe(passes=(ExportOnnx(), Unpad(), Int8Nncf()), backend="openvino")
+
+    def record(id_, recipe, value, low):
+        return TrialRecord(id=id_, recipe=recipe.to_dict(), backend=recipe.backend, status=Status.OK,
+                           speedup=Speedup(batch=32, value=value, low=low, high=value + 0.05, rounds=10))
+
+    finished = [record("baseline", Recipe(backend="torch"), 1.0, 1.0), record("c07", leader, 3.3, 3.2),
+                record("c07-s1", unpadded, 3.9, 3.8), record("c07-s2", with_options(leader, shapes="static"), 3.6, 3.5)]
+    [(trial_id, combined)] = _combined_queue(finished, finished[1])
+    assert trial_id == "c07-combined"
+    assert combined.passes == unpadded.passes and combined.backend_options == {"shapes": "static"}

@@ -70,10 +70,15 @@ def _signature(module, sample_inputs: dict[str, np.ndarray]) -> Signature:
         shapes = ", ".join(f"{n}: {a.dtype}{list(a.shape)}" for n, a in sample_inputs.items())
         raise UnsupportedModelError(f"the model does not run on the data's inputs ({shapes}): "
                                     f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+    from infertune.model.text import TOKEN_INPUTS
+
     outputs = result if isinstance(result, (tuple, list)) else (result,)
     names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
+    # token ids and their mask take any length, as a tokenizer pads each batch to its longest text
+    axes = {n: ("batch", "sequence") if n in TOKEN_INPUTS and a.ndim == 2 else ("batch", *a.shape[1:])
+            for n, a in sample_inputs.items()}
     return Signature(
-        inputs=tuple(TensorSpec(n, str(a.dtype), ("batch", *a.shape[1:])) for n, a in sample_inputs.items()),
+        inputs=tuple(TensorSpec(n, str(a.dtype), axes[n]) for n, a in sample_inputs.items()),
         outputs=tuple(TensorSpec(n, str(o.dtype).removeprefix("torch."), ("batch", *o.shape[1:]))
                       for n, o in zip(names, outputs)),
     )

@@ -103,7 +103,9 @@ class PassEntry:
     such as int8-mixed is not). The search tries its default config unless `candidates` says which configs to try
     for a model and data (`SearchFacts` -> configs; none to skip). A `prepares` graph pass is never tried alone:
     the search puts it under its backends' bare runtime and under each precision pass they run, where its needs
-    are met (ONNX Runtime's transformer fusion). A `to_budget` pass trains its way into the accuracy budget: the
+    are met (ONNX Runtime's transformer fusion). An `inserted` graph pass is never tried alone either: the refine
+    stage tries the leader with it, before the leader's first precision or structure pass (padding removal, which
+    pays only with the leader's own precision). A `to_budget` pass trains its way into the accuracy budget: the
     dearest candidates, tried last."""
 
     name: str
@@ -121,6 +123,7 @@ class PassEntry:
     candidates: Callable[[SearchFacts], tuple[Any, ...]] | None = None
     prepares: bool = False
     to_budget: bool = False
+    inserted: bool = False
 
 
 PASSES: dict[str, PassEntry] = {}
@@ -131,7 +134,7 @@ def register(name: str, config: type, *, formats: tuple[str, ...], summary: str,
              needs: tuple[str, ...] = (), backends: tuple[str, ...] = (), accelerated_by: tuple[str, ...] = (),
              objectives: tuple[str, ...] = OBJECTIVES, searched: bool = True, makes: str | None = None,
              candidates: Callable[[SearchFacts], tuple[Any, ...]] | None = None, prepares: bool = False,
-             to_budget: bool = False):
+             to_budget: bool = False, inserted: bool = False):
     """Register the function below for `config`'s type; the keywords are what the search reads (see PassEntry)."""
     if not dataclasses.is_dataclass(config) or not config.__dataclass_params__.frozen:
         raise TypeError(f"pass '{name}' config {config.__name__} must be a frozen dataclass")
@@ -140,13 +143,16 @@ def register(name: str, config: type, *, formats: tuple[str, ...], summary: str,
                          f"{OBJECTIVES}")
     if prepares and (stage != "graph" or not backends):
         raise ValueError(f"pass '{name}': a pass that prepares its backends' graphs is a graph pass naming them")
+    if inserted and (stage != "graph" or searched):
+        raise ValueError(f"pass '{name}': a pass the refine stage inserts is a graph pass, not searched alone")
     config.pass_name = name  # errors about its values name the pass
 
     def decorate(function: Callable[..., PassOutput]) -> Callable[..., PassOutput]:
         if name in PASSES or config in _BY_CONFIG:
             raise ValueError(f"pass '{name}' ({config.__name__}) is registered twice")
         entry = PassEntry(name, config, function, formats, summary, stage, tuple(needs), tuple(backends),
-                          tuple(accelerated_by), tuple(objectives), searched, makes, candidates, prepares, to_budget)
+                          tuple(accelerated_by), tuple(objectives), searched, makes, candidates, prepares, to_budget,
+                          inserted)
         PASSES[name] = entry
         _BY_CONFIG[config] = entry
         return function
@@ -155,7 +161,7 @@ def register(name: str, config: type, *, formats: tuple[str, ...], summary: str,
 
 
 # the pass modules, in the order the search tries candidates of one kind (pruning to the budget before QAT)
-MODULES = ("export", "fuse", "prune", "prune_budget", "distill", "quantize", "mixed_precision", "lowrank", "cluster",
+MODULES = ("export", "fuse", "unpad", "prune", "prune_budget", "distill", "quantize", "mixed_precision", "lowrank", "cluster",
            "sparse")
 
 

@@ -109,7 +109,7 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
     judged like the others.
     """
     from infertune.bench.hardware import fingerprint, versions
-    from infertune.search.space import baseline_recipe, candidate_recipes, mixed_precision_fallback
+    from infertune.search.space import baseline_recipe, candidate_recipes, mixed_precision_fallback, needs_met
 
     say = say or (lambda line: None)
     _check(max_drop, min_top10, objective, batch_size, time_budget)
@@ -123,11 +123,12 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
     out = Path(out) if out is not None else Path("runs") / f"{source.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     done = {trial.id: trial for trial in _prepare(out, resume, say)}
     base = baseline_recipe(source)
+    has_data = dict(has_calibration="calibration" in dataset.splits,
+                    has_training=dataset.splits.get("train") is not None and len(dataset.splits["train"]) > 0)
+    needs = needs_met(source, **has_data)
     queue = [("baseline", base)] + [(f"c{i + 1:02d}", r) for i, r in enumerate(
         recipes if recipes is not None else candidate_recipes(
-            source, has_calibration="calibration" in dataset.splits,
-            has_training=dataset.splits.get("train") is not None and len(dataset.splits["train"]) > 0,
-            max_drop=max_drop, time_budget=time_budget, objective=objective))]
+            source, **has_data, max_drop=max_drop, time_budget=time_budget, objective=objective))]
     started = time.monotonic()
     common = dict(model=source.spec.to_dict(), data=dataset.spec.to_dict(), baseline_recipe=base.to_dict(),
                   baseline_outputs=str(out.resolve() / "baseline_outputs.npz"), batch_size=batch_size,
@@ -191,15 +192,15 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
             leader = None
             if refining and not stopped:
                 leader = next(iter(ranked(finished[1:], objective)), None)  # whose variants refine tries
-                queue.extend(_refine_queue(finished, base, leader))
+                queue.extend(_refine_queue(finished, base, leader, source.format, objective, needs))
                 if queue:
-                    say(f"refine: {len(queue)} variants (the leader's runtime settings and pass values, then the "
-                        f"baseline's runtime settings)")
+                    say(f"refine: {len(queue)} variants (the leader with inserted passes, its runtime settings and "
+                        f"pass values, then the baseline's runtime settings)")
                 drain()
             if refining and not stopped and leader is not None:
                 queue.extend(_combined_queue(finished, leader))
                 if queue:
-                    say(f"refine: {queue[0][0]} combines the leader's settings that each beat it "
+                    say(f"refine: {queue[0][0]} combines the leader's variants that each beat it "
                         f"({queue[0][1].describe()})")
                 drain()
             if not stopped:
@@ -245,17 +246,20 @@ def _tried(finished: list[TrialRecord]) -> set[str]:
     return {json.dumps(r.recipe, sort_keys=True) for r in finished}
 
 
-def _refine_queue(finished: list[TrialRecord], base: Recipe, leader: TrialRecord | None) -> list[tuple[str, Recipe]]:
-    """Setting and pass variants (the values its passes declare) of the current leader, the likeliest to better
-    the answer, so they come first where the time budget ends the stage; then setting variants of the baseline's
-    recipe (a model as given, run with other threads, can be the fastest candidate)."""
-    from infertune.search.space import pass_variants, setting_variants
+def _refine_queue(finished: list[TrialRecord], base: Recipe, leader: TrialRecord | None, model_format: str,
+                  objective: str, needs: frozenset[str]) -> list[tuple[str, Recipe]]:
+    """Variants of the current leader, the likeliest to better the answer, so they come first where the time
+    budget ends the stage: with each `inserted` pass (padding removal, for throughput), then its runtime settings
+    and the values its passes declare; then setting variants of the baseline's recipe (a model as given, run with
+    other threads, can be the fastest candidate)."""
+    from infertune.search.space import insertion_variants, pass_variants, setting_variants
 
     tried = _tried(finished)
     sources = []
     if leader is not None:
         recipe = Recipe.from_dict(leader.recipe)
-        sources.append((leader.id, setting_variants(recipe) + pass_variants(recipe)))
+        sources.append((leader.id, insertion_variants(recipe, model_format, objective, needs)
+                        + setting_variants(recipe) + pass_variants(recipe)))
     sources.append(("baseline", setting_variants(base)))
     queue = []
     for source_id, variants in sources:
@@ -268,18 +272,26 @@ def _refine_queue(finished: list[TrialRecord], base: Recipe, leader: TrialRecord
 
 
 def _combined_queue(finished: list[TrialRecord], leader: TrialRecord) -> list[tuple[str, Recipe]]:
-    """The refine stage tries the leader's settings one at a time; where two or more of them each beat the leader
-    beyond their spread (a variant's p10 above the leader's median speed-up), one more candidate with all of them
-    (OpenVINO static shapes and a thread count can each help and add up). It is judged like any candidate."""
+    """The refine stage tries the leader's settings one at a time, and the leader with an inserted pass; where two
+    or more of these each beat the leader beyond their spread (a variant's p10 above the leader's median
+    speed-up), one more candidate with all of them (OpenVINO static shapes, a thread count and padding removal can
+    each help and add up). It is judged like any candidate."""
+    import dataclasses
+
     from infertune.search.recipe import with_options
 
     source = Recipe.from_dict(leader.recipe)
-    better: dict[str, tuple[float, object]] = {}
+    better: dict[str, tuple[float, object]] = {}  # a setting's name (or "passes") -> (speed-up, its value)
     for record in finished:
         if not record.id.startswith(f"{leader.id}-s") or record.status is not Status.OK or record.speedup is None:
             continue
         variant = Recipe.from_dict(record.recipe)
-        if variant.passes != source.passes or record.speedup.low <= leader.speedup.value:
+        if record.speedup.low <= leader.speedup.value:
+            continue
+        if variant.passes != source.passes:
+            inserted = variant.options == source.options and len(variant.passes) == len(source.passes) + 1
+            if inserted and ("passes" not in better or record.speedup.value > better["passes"][0]):
+                better["passes"] = (record.speedup.value, variant.passes)
             continue
         changed = {k: v for k, v in variant.backend_options.items() if source.backend_options.get(k) != v}
         if len(changed) == 1:
@@ -288,7 +300,9 @@ def _combined_queue(finished: list[TrialRecord], leader: TrialRecord) -> list[tu
                 better[name] = (record.speedup.value, value)
     if len(better) < 2:
         return []
-    combined = with_options(source, **{name: value for name, (_, value) in better.items()})
+    passes = better.pop("passes", (None, source.passes))[1]
+    combined = with_options(dataclasses.replace(source, passes=passes),
+                            **{name: value for name, (_, value) in better.items()})
     key = json.dumps(combined.to_dict(), sort_keys=True)
     return [] if key in _tried(finished) else [(f"{leader.id}-combined", combined)]
 

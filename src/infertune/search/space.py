@@ -6,6 +6,8 @@ backends' settings declare: a pass registered with `searched=True` is tried with
 
 from __future__ import annotations
 
+import dataclasses
+
 from infertune.search.recipe import Recipe
 
 
@@ -209,8 +211,6 @@ def pass_variants(recipe: Recipe) -> list[Recipe]:
     """The refine stage's candidates from a recipe's passes: each field a pass declares a search space for
     (`param(search=...)`: an int8 calibration method, a pruning amount, an exporter, ...), one at a time. These
     may change the outputs, so each is judged against the budget like any candidate."""
-    import dataclasses
-
     from infertune.params import search_space
 
     variants = []
@@ -221,6 +221,32 @@ def pass_variants(recipe: Recipe) -> list[Recipe]:
                     changed = dataclasses.replace(config, **{name: value})
                     variants.append(dataclasses.replace(
                         recipe, passes=recipe.passes[:index] + (changed,) + recipe.passes[index + 1:]))
+    return variants
+
+
+def insertion_variants(recipe: Recipe, model_format: str, objective: str, met: frozenset[str]) -> list[Recipe]:
+    """The refine stage's candidates that add a pass registered `inserted` (padding removal) to a recipe, before
+    its first precision or structure pass, where that pass serves `objective`, its needs are `met` and it takes
+    the format the recipe has there. These may change the outputs (an int8 pass after it sees other tensors), so
+    each is judged against the budget like any candidate."""
+    from infertune.passes.registry import entry_for, in_search_order
+
+    variants = []
+    for entry in in_search_order():
+        if not entry.inserted or objective not in entry.objectives or not set(entry.needs) <= met:
+            continue
+        if any(isinstance(config, entry.config) for config in recipe.passes):
+            continue
+        current, at = model_format, len(recipe.passes)
+        for index, config in enumerate(recipe.passes):
+            step = entry_for(config)
+            if step.stage in ("precision", "structure"):
+                at = index
+                break
+            current = step.makes or current
+        if current in entry.formats:
+            variants.append(dataclasses.replace(recipe, passes=recipe.passes[:at] + (entry.config(),)
+                                                + recipe.passes[at:]))
     return variants
 
 
