@@ -32,6 +32,7 @@ from infertune.passes.lowrank import LowRank
 from infertune.passes.prune import MagnitudePrune, StructuredPrune
 from infertune.passes.prune_budget import PruneToBudget
 from infertune.passes.sparse import SparseLinear
+from infertune.passes.unpad import Unpad
 from infertune.passes.mixed_precision import MixedPrecisionInt8
 from infertune.passes.quantize.onnx_backend import Fp16Onnx, Int4WeightOnly, Int8Dynamic, Int8Static
 from infertune.passes.quantize.openvino_backend import Int8Nncf
@@ -58,6 +59,9 @@ ROWS = {
         ("onnxruntime int8 dynamic per-tensor (Optimum avx512_vnni preset)", [EXPORT, Int8Dynamic(per_channel=False)],
          "onnxruntime", {"skip_layer_norm": True}, ORT_BASE),  # ONNX Runtime's own load-time fusions, as its users
         ("onnxruntime int8 dynamic per-channel, fused", [EXPORT, FUSE, Int8Dynamic()], "onnxruntime", {}, ORT_BASE),
+        ("onnxruntime int8 dynamic per-channel, fused, padding removed", [EXPORT, FUSE, Unpad(), Int8Dynamic()],
+         "onnxruntime", {}, ORT_BASE),
+        ("onnxruntime fp32, padding removed", [EXPORT, Unpad()], "onnxruntime", {}, ORT_BASE),
         ("onnxruntime int8 dynamic per-channel, fused, SkipLayerNorm fused at load (ONNX Runtime's default)",
          [EXPORT, FUSE, Int8Dynamic()], "onnxruntime", {"skip_layer_norm": True}, ORT_BASE),
         ("onnxruntime int8 mixed precision (validation drop <= 0.004), fused",
@@ -79,6 +83,10 @@ ROWS = {
          {"precision": "bf16"}, OV_BASE),
         ("openvino + NNCF int8 (transformer scheme), static shapes", [EXPORT, Int8Nncf()], "openvino",
          {"shapes": "static"}, OV_BASE),
+        ("openvino + NNCF int8 (transformer scheme), padding removed", [EXPORT, Unpad(), Int8Nncf()], "openvino",
+         {}, OV_BASE),
+        ("openvino + NNCF int8 (transformer scheme), padding removed, static shapes", [EXPORT, Unpad(), Int8Nncf()],
+         "openvino", {"shapes": "static"}, OV_BASE),
         ("openvino bf16 hint, static shapes", [EXPORT], "openvino", {"precision": "bf16", "shapes": "static"}, OV_BASE),
         ("torch-compile (freezing) fp32", [], "torch-compile", {}, TORCH_BASE),
         ("torchao int8 dyn-act/int8-weight + torch-compile (freezing)", [Int8Torchao()], "torch-compile", {},

@@ -161,8 +161,8 @@ def register(name: str, config: type, *, formats: tuple[str, ...], summary: str,
 
 
 # the pass modules, in the order the search tries candidates of one kind (pruning to the budget before QAT)
-MODULES = ("export", "fuse", "unpad", "prune", "prune_budget", "distill", "quantize", "mixed_precision", "lowrank", "cluster",
-           "sparse")
+MODULES = ("export", "fuse", "unpad", "prune", "prune_budget", "distill", "quantize", "mixed_precision", "lowrank",
+           "cluster", "sparse")
 
 
 def load_all() -> dict[str, PassEntry]:

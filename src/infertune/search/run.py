@@ -194,8 +194,8 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                 leader = next(iter(ranked(finished[1:], objective)), None)  # whose variants refine tries
                 queue.extend(_refine_queue(finished, base, leader, source.format, objective, needs))
                 if queue:
-                    say(f"refine: {len(queue)} variants (the leader with inserted passes, its runtime settings and "
-                        f"pass values, then the baseline's runtime settings)")
+                    say(f"refine: {len(queue)} variants (the leader's runtime settings, inserted passes and pass "
+                        f"values, then the baseline's runtime settings)")
                 drain()
             if refining and not stopped and leader is not None:
                 queue.extend(_combined_queue(finished, leader))
@@ -249,17 +249,18 @@ def _tried(finished: list[TrialRecord]) -> set[str]:
 def _refine_queue(finished: list[TrialRecord], base: Recipe, leader: TrialRecord | None, model_format: str,
                   objective: str, needs: frozenset[str]) -> list[tuple[str, Recipe]]:
     """Variants of the current leader, the likeliest to better the answer, so they come first where the time
-    budget ends the stage: with each `inserted` pass (padding removal, for throughput), then its runtime settings
-    and the values its passes declare; then setting variants of the baseline's recipe (a model as given, run with
-    other threads, can be the fastest candidate)."""
+    budget ends the stage: its runtime settings (no new build), then the leader with each `inserted` pass (padding
+    removal, for throughput: a rebuild, and slower on some runtimes) and the values its passes declare; then
+    setting variants of the baseline's recipe (a model as given, run with other threads, can be the fastest
+    candidate)."""
     from infertune.search.space import insertion_variants, pass_variants, setting_variants
 
     tried = _tried(finished)
     sources = []
     if leader is not None:
         recipe = Recipe.from_dict(leader.recipe)
-        sources.append((leader.id, insertion_variants(recipe, model_format, objective, needs)
-                        + setting_variants(recipe) + pass_variants(recipe)))
+        sources.append((leader.id, setting_variants(recipe) + insertion_variants(recipe, model_format, objective, needs)
+                        + pass_variants(recipe)))
     sources.append(("baseline", setting_variants(base)))
     queue = []
     for source_id, variants in sources:
