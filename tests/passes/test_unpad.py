@@ -40,18 +40,21 @@ def _matmul_rows(path, batch) -> list[int]:
     return [int(np.prod(v.shape[:-1])) for v in session.run(None, batch)]
 
 
-def test_token_wise_layers_run_on_real_tokens_and_outputs_stay_equal(bert_onnx, bert_dataset, tmp_path):
+@pytest.mark.parametrize("bucket", [1, 8])
+def test_token_wise_layers_run_on_real_tokens_and_outputs_stay_equal(bert_onnx, bert_dataset, tmp_path, bucket):
+    """Every weight MatMul (attention projections included) multiplies the real tokens only, rounded up to the
+    bucket and never past the padded size."""
     import onnx
 
-    output = apply(bert_onnx, Unpad(), PassContext(workdir=tmp_path, dataset=bert_dataset))
+    output = apply(bert_onnx, Unpad(bucket=bucket), PassContext(workdir=tmp_path, dataset=bert_dataset))
     assert "token-wise nodes run on real tokens only" in output.notes[0]
     ops = [node.op_type for node in onnx.load(str(output.model.onnx_path)).graph.node]
     assert ops.count("NonZero") == 1
     for batch in _padded_batches():
-        real = int(batch["attention_mask"].sum())
+        real, padded = int(batch["attention_mask"].sum()), batch["input_ids"].size
         padded_rows, rows = _matmul_rows(bert_onnx.onnx_path, batch), _matmul_rows(output.model.onnx_path, batch)
-        assert len(rows) == len(padded_rows) and all(r == batch["input_ids"].size for r in padded_rows)
-        assert all(r == real for r in rows)  # every weight MatMul, attention projections included
+        assert len(rows) == len(padded_rows) and all(r == padded for r in padded_rows)
+        assert all(r == min(-(-real // bucket) * bucket, padded) for r in rows)
         for backend in ("onnxruntime", "openvino"):
             want = load_session(bert_onnx, backend).run(batch)
             for name, got in load_session(output.model, backend).run(batch).items():

@@ -35,6 +35,10 @@ LAST_AXIS = {"LayerNormalization", "SimplifiedLayerNormalization", "Softmax"}
 @dataclass(frozen=True)
 class Unpad(Checked):
     mask_input: str = param("attention_mask", "the graph input that marks real tokens (1) and padding (0)")
+    bucket: int = param(64, "the packed length is rounded up to a multiple of this (never past the padded length), "
+                            "so a runtime that prepares kernels per shape meets few: OpenVINO with the exact length "
+                            "prepared kernels on most calls (MiniLM batch 32: 662 items/s against 1209 with 64)",
+                        low=1)
     min_cosine: float = param(0.9999, "smallest row cosine against the padded graph that is accepted", low=0.0,
                               high=1.0)
 
@@ -49,7 +53,7 @@ def unpad(model, config: Unpad, ctx: PassContext) -> PassOutput:
     target = ctx.workdir / "unpad.onnx"
     ctx.say("finding the token-wise layers")
     proto = onnx.load(str(source))
-    found = _Rewrite(proto, config.mask_input, model.name).apply()
+    found = _Rewrite(proto, config.mask_input, model.name, config.bucket).apply()
     large = proto.ByteSize() > 1_800_000_000  # protobuf's 2 GB limit: weights go beside the graph
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = target.with_name(target.name + ".partial")
@@ -79,9 +83,9 @@ class _Found:
 class _Rewrite:
     """The rewrite of one graph (in place): which nodes are token-wise, then the packs and unpacks around them."""
 
-    def __init__(self, proto, mask_input: str, name: str):
+    def __init__(self, proto, mask_input: str, name: str, bucket: int = 1):
         self.proto, self.graph, self.name = proto, proto.graph, name
-        self.mask = mask_input
+        self.mask, self.bucket = mask_input, bucket
         inputs = {i.name: i for i in self.graph.input}
         if mask_input not in inputs:
             raise UnsupportedModelError(f"unpad needs an input that marks padding: '{name}' has no input "
@@ -221,20 +225,33 @@ class _Rewrite:
         return out
 
     def _indices(self) -> None:
-        """Where the real tokens are in the flattened (batch x sequence) axis, and for each padded position the
-        row of a packed tensor to read back (its own, or one past the last: a row of zeros)."""
-        from onnx import TensorProto
+        """Where the real tokens are in the flattened (batch x sequence) axis, then as many more rows (copies of
+        the first, read back by no one) as round their count up to the bucket, never past the padded length; and
+        for each padded position the row of a packed tensor to read back (its own, or one past the last: a row of
+        zeros)."""
+        from onnx import TensorProto, helper
+
+        def scalar(value: int, what: str) -> str:
+            return self._constant(np.array(value, np.int64), what)
 
         flat = self._node("Reshape", [self.mask, self._constant(np.array([-1], np.int64), "minus_one")], "flat")
         padding = self._node("Equal", [flat, self._constant(np.array(0, self._mask_dtype()), "zero")], "padding")
         real = self._node("Not", [padding], "real")
-        self.rows = self._node("Reshape", [self._node("NonZero", [real], "nonzero"),
-                                           self._constant(np.array([-1], np.int64), "minus_one")], "rows")
+        rows = self._node("Reshape", [self._node("NonZero", [real], "nonzero"),
+                                      self._constant(np.array([-1], np.int64), "minus_one")], "rows")
         ones = self._node("Cast", [real], "ones", to=TensorProto.INT64)
         count = self._node("ReduceSum", [ones], "count", keepdims=0)
-        rank = self._node("Sub", [self._node("CumSum", [ones, self._constant(np.array(0, np.int64), "axis")],
-                                             "cumsum"), self._constant(np.array(1, np.int64), "one")], "rank")
-        self.back = self._node("Where", [real, rank, count], "back")
+        bucket = scalar(self.bucket, "bucket")
+        rounded = self._node("Mul", [self._node("Div", [self._node("Add", [count, scalar(self.bucket - 1, "b1")],
+                                                                   "up"), bucket], "buckets"), bucket], "rounded")
+        packed = self._node("Min", [rounded, self._node("Size", [flat], "padded")], "packed_length")
+        extra = self._node("Sub", [packed, count], "extra")
+        fill = self._node("ConstantOfShape", [self._node("Reshape", [extra, self._constant(np.array([1], np.int64),
+                                                                                          "one_long")], "extra_1d")],
+                          "fill", value=helper.make_tensor("zero", TensorProto.INT64, [1], [0]))
+        self.rows = self._node("Concat", [rows, fill], "rows", axis=0)
+        rank = self._node("Sub", [self._node("CumSum", [ones, scalar(0, "axis")], "cumsum"), scalar(1, "one")], "rank")
+        self.back = self._node("Where", [real, rank, packed], "back")
         self.mask_shape = self._node("Shape", [self.mask], "mask_shape")
 
     def _mask_dtype(self):
