@@ -1,8 +1,8 @@
 """Every pass configuration on both reference models, measured side by side in one run.
 
 One row per configuration: the backend it runs on, quality against the fp32 baseline on the held-out split,
-size on disk, batch-1 p50 / p99, large-batch throughput, and the speed-up against torch eager fp32 measured
-in the same run. ONNX and OpenVINO artifacts are measured in a fresh process each; torch artifacts changed in
+size on disk, batch-1 p50 / p99, large-batch throughput (consecutive held-out samples, and for texts also
+similar lengths batched together), and the speed-up against torch eager fp32 measured in the same run. ONNX and OpenVINO artifacts are measured in a fresh process each; torch artifacts changed in
 memory (BN folding, torchao) are measured in this process, one after another.
 
     .venv/bin/python benchmarks/passes.py [--quick] [--only minilm|digits-cnn] [--rows TEXT ...] [--out docs/benchmarks.md]
@@ -247,8 +247,11 @@ def run_model(name: str, timing: Timing, workdir: Path, patterns: list[str] | No
                 result = BenchResult(model=name, backend=backend, settings={}, error=f"measurement failed: {type(e).__name__}: {e}")
             rounds[label].append(result)
             if repeat > 1:
+                together = result.grouped_at(large) if result.ok else None
                 print(f"      {result.error}" if not result.ok else f"      b{small} p50 {result.at(small).p50_ms:.3f} ms, "
-                      f"b{large} {result.at(large).items_per_s:.0f} items/s", file=sys.stderr, flush=True)
+                      f"b{large} {result.at(large).items_per_s:.0f} items/s"
+                      + (f", {together.items_per_s:.0f} similar lengths together" if together else ""),
+                      file=sys.stderr, flush=True)
     for label, backend, options, versus, artifact, notes, trained, outputs in made:
         if artifact is None:
             rows.append((label, backend, None, notes, versus, None))
@@ -262,16 +265,22 @@ def run_model(name: str, timing: Timing, workdir: Path, patterns: list[str] | No
             rate_each = [x.at(large).items_per_s for x in rounds[label]]
             medians = {small: {"p50_ms": float(np.median(p50_each))}, large: {"items_per_s": float(np.median(rate_each))}}
             result.latency = [dataclasses.replace(s, **medians.get(s.batch, {})) for s in result.latency]
+            grouped_each = [x.grouped_at(large).items_per_s for x in rounds[label] if x.grouped_at(large)]
+            if result.grouped_at(large) and len(grouped_each) == len(rate_each):
+                result.grouped = [dataclasses.replace(s, items_per_s=float(np.median(grouped_each)))
+                                  if s.batch == large else s for s in result.grouped]
             notes = "; ".join(filter(None, [notes, f"medians of {len(p50_each)} rounds: b{small} p50 ms "
                                                    + ", ".join(f"{v:.3f}" for v in p50_each) + f"; b{large} items/s "
-                                                   + ", ".join(f"{v:.0f}" for v in rate_each)]))
+                                                   + ", ".join(f"{v:.0f}" for v in rate_each)
+                                                   + ("; similar lengths together " + ", ".join(
+                                                       f"{v:.0f}" for v in grouped_each) if grouped_each else "")]))
         if result.ok:
             p50s[label] = result.at(small).p50_ms
         rows.append((label, backend, result, notes, versus, trained))
     lines = [f"### {name}", "", f"| configuration | backend | ran as | quality vs fp32 | size MB | b{small} p50 ms | "
-             f"b{small} p99 ms | b{large} items/s | b{small} speed-up vs torch eager fp32 | "
-             f"b{small} speed-up vs same-backend fp32 | training s |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"b{small} p99 ms | b{large} items/s | b{large} items/s, similar lengths together | "
+             f"b{small} speed-up vs torch eager fp32 | b{small} speed-up vs same-backend fp32 | training s |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     base_p50 = p50s.get(TORCH_BASE)
     for label, backend, result, notes, versus, trained in rows:
         if result is not None and result.ok and not result.fidelity:
@@ -279,11 +288,12 @@ def run_model(name: str, timing: Timing, workdir: Path, patterns: list[str] | No
         if result is None or not result.ok:
             reason = notes if result is None else result.error
             reason = str(reason).replace("|", "\\|")  # an error naming |diff| must not split the table's cells
-            lines.append(f"| {label} | {backend} | failed: {reason} | | | | | | | | |")
+            lines.append(f"| {label} | {backend} | failed: {reason} | | | | | | | | | |")
             continue
-        a, b = result.at(small), result.at(large)
+        a, b, together = result.at(small), result.at(large), result.grouped_at(large)
         lines.append(f"| {label} | {backend} | {result.precision} | {quality(name, result.fidelity, baseline_top1)} | "
                      f"{result.artifact_bytes / 1e6:.2f} | {a.p50_ms:.3f} | {a.p99_ms:.3f} | {b.items_per_s:.0f} | "
+                     f"{f'{together.items_per_s:.0f}' if together else '-'} | "
                      f"{_ratio(base_p50, a.p50_ms)} | {_ratio(p50s.get(versus), a.p50_ms)} | "
                      f"{'-' if trained is None else f'{trained:.0f}'} |")
         print(f"      -> {lines[-1]}", flush=True)
