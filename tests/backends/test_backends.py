@@ -182,3 +182,43 @@ def test_openvino_shapes_setting_is_checked_and_searched():
     with pytest.raises(ConfigError, match="shapes='fixed'.*dynamic.*static"):
         make_backend_settings("openvino", shapes="fixed")
     assert search_space(OpenVINOSettings)["shapes"] == ("dynamic", "static")
+
+
+@pytest.mark.parametrize("shapes", ["dynamic", "static"])
+def test_openvino_split_runs_parts_of_a_batch_at_once_and_returns_the_whole(shapes):
+    """split=2: a batch runs as two runs of consecutive rows on two streams at once, and the outputs come back
+    whole, in order, equal to the unsplit run; a batch of one row runs whole. With static shapes, the warm-up
+    compiles the parts' shapes."""
+    from infertune.bench.timing import warm_up
+    from infertune.testing.models import bert_data
+
+    data = bert_data(n=40, seed=3)
+    bert = load_model("infertune.testing.models:tiny_bert", data=data)
+    whole = load_session(bert, "openvino")
+    split = load_session(bert, "openvino", split=2, shapes=shapes)
+    assert split._compiled.get_property("NUM_STREAMS") == 2
+    batches = [{name: array[start:start + rows] for name, array in data.items()}
+               for start, rows in ((0, 5), (5, 1), (6, 8), (14, 2))]
+    assert [len(split._parts(b)) for b in batches] == [2, 1, 2, 2]
+    assert [len(p["input_ids"]) for p in split._parts(batches[0])] == [2, 3]
+    warm_up(split, batches, extra=0)
+    if shapes == "static":
+        assert set(split._static) == {((n, 12), (n, 12)) for n in (2, 3, 1, 4)}
+    for batch in batches:
+        want, got = whole.run(batch), split.run(batch)
+        for name in want:
+            assert got[name].shape == want[name].shape
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4)
+
+
+def test_openvino_split_needs_as_many_streams():
+    from infertune.backends.settings import OpenVINOSettings, usable_core_counts
+    from infertune.params import search_space
+    from infertune.testing.models import bert_data
+
+    bert = load_model("infertune.testing.models:tiny_bert", data=bert_data(n=8))
+    with pytest.raises(ConfigError, match="split=2 .*but streams=1: leave streams unset or raise it"):
+        load_session(bert, "openvino", split=2, streams=1)
+    with pytest.raises(ConfigError, match="split=0"):
+        make_backend_settings("openvino", split="0")
+    assert search_space(OpenVINOSettings)["split"] == usable_core_counts()

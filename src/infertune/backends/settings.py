@@ -79,6 +79,10 @@ class OpenVINOSettings:
                                   search=("LATENCY", "THROUGHPUT"))
     streams: int | None = param(None, "NUM_STREAMS (parallel requests the plugin prepares for); None: as the "
                                       "performance hint decides", low=1, search=(1, 2))
+    split: int = param(1, "run a batch as this many runs of consecutive rows at once, each on its own stream "
+                          "(NUM_STREAMS set to it, the threads shared out among them): parts on cores of their own "
+                          "never wait on each other's threads. A batch of fewer rows runs whole, on one stream's share "
+                          "of the threads", low=1, search=usable_core_counts)
     shapes: str = param("dynamic", "dynamic: one compiled model for every input shape; static: a model compiled "
                                    "for each input shape that repeats, once its calls have run as long as a "
                                    f"compile takes (about 0.4 s for MiniLM; the {STATIC_SHAPES_KEPT} last used "
@@ -115,7 +119,7 @@ def make_settings(backend: str, cls: type, options: dict[str, Any]) -> Any:
     for name, value in options.items():
         if name not in fields:
             raise ConfigError(f"{backend} has no option '{name}': its options are {', '.join(fields)}")
-        kind = {"int | None": int, "bool": bool, "str": str}.get(str(fields[name].type), str)
+        kind = {"int | None": int, "int": int, "bool": bool, "str": str}.get(str(fields[name].type), str)
         values[name] = _coerce(backend, name, value, kind)
     settings = cls(**values)
     check(backend, settings)
