@@ -108,7 +108,7 @@ def test_cuda_backends_absent_is_a_reason_not_an_error():
 
 
 def test_openvino_static_shapes_compile_a_shape_that_earns_it_and_match_the_dynamic_graph():
-    """A BERT nobody tuned for (its export fixes the length at 12): with shapes=static, a shape met once (a single
+    """A BERT nobody tuned for (its data pads every text to 12 tokens): with shapes=static, a shape met once (a single
     pass over data) runs on the dynamic graph and never compiles; a shape that repeats gets a model of its own once
     its calls have run as long as a compile took, and returns what the dynamic graph returns."""
     from infertune.testing.models import bert_data
