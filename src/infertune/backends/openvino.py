@@ -93,7 +93,7 @@ class OpenVINOSession(Session):
     def _parts(self, feed: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
         """`feed` as `split` runs of consecutive rows, run at once on as many streams (whole when the batch has
         fewer rows). Two parts on two cores, one thread each, wait on no thread of the other's: MiniLM NNCF int8
-        at batch 32 ran 1.07x faster split in two (docs/benchmarks.md)."""
+        at batch 32 ran 1.02x to 1.12x faster split in two (README, the backends' settings)."""
         rows = len(next(iter(feed.values())))
         if not self._splits or rows < self.settings.split:
             return [feed]
