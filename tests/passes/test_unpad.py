@@ -67,12 +67,12 @@ def test_unpad_after_fusion_and_before_int8_keeps_the_budget(bert_onnx, bert_dat
     ctx = PassContext(workdir=tmp_path, dataset=bert_dataset)
     fused = apply(bert_onnx, OrtFusion(), ctx).model
     unpadded = apply(fused, Unpad(), ctx).model
-    reference = int8 = None
-    for model in (apply(fused, Int8Dynamic(), ctx).model, apply(unpadded, Int8Dynamic(), ctx).model):
-        outputs = [next(iter(load_session(model, "onnxruntime").run(b).values())) for b in _padded_batches()]
-        reference, int8 = (outputs, int8) if reference is None else (reference, outputs)
-    float_outputs = [next(iter(load_session(fused, "onnxruntime").run(b).values())) for b in _padded_batches()]
-    for want, plain, packed in zip(float_outputs, reference, int8):
+    def outputs(model):
+        return [next(iter(load_session(model, "onnxruntime").run(b).values())) for b in _padded_batches()]
+
+    plain_int8 = outputs(apply(fused, Int8Dynamic(), ctx).model)
+    packed_int8 = outputs(apply(unpadded, Int8Dynamic(), ctx).model)
+    for want, plain, packed in zip(outputs(fused), plain_int8, packed_int8):
         cos = np.sum(want * packed, 1) / (np.linalg.norm(want, axis=1) * np.linalg.norm(packed, axis=1))
         cos_plain = np.sum(want * plain, 1) / (np.linalg.norm(want, axis=1) * np.linalg.norm(plain, axis=1))
         assert cos.mean() > 0.99 and cos.mean() >= cos_plain.mean() - 0.01

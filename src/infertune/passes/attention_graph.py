@@ -25,6 +25,8 @@ def canonical_attention(source: Path, target: Path) -> list[str]:
     from onnxruntime.transformers.fusion_utils import FusionUtils
     from onnxruntime.transformers.onnx_model import OnnxModel
 
+    from infertune.passes.onnx_utils import save_onnx
+
     model = onnx.load(str(source))
     dropped = _drop_dropout(model.graph)
     guards = _drop_nan_guards(model.graph)
@@ -34,8 +36,7 @@ def canonical_attention(source: Path, target: Path) -> list[str]:
     FusionUtils(wrapped).remove_useless_reshape_nodes()
     wrapped.prune_graph()
     reshapes = max(0, before - len(wrapped.model.graph.node))
-    large = wrapped.model.ByteSize() > 1_800_000_000  # protobuf's 2 GB limit: weights go beside the graph
-    onnx.save(wrapped.model, str(target), save_as_external_data=large, location=target.name + ".data")
+    save_onnx(wrapped.model, target)
     changes = []
     if dropped:
         changes.append(f"removed {dropped} Dropout")

@@ -43,6 +43,18 @@ def cosine_rows(reference: list[np.ndarray], candidate: list[np.ndarray]) -> np.
                            for r, c in zip(reference, candidate)])
 
 
+def save_onnx(proto, target: Path) -> None:
+    """Write an ONNX ModelProto to `target` through a staged file renamed into place; past protobuf's 2 GB limit
+    the weights go beside it (`<name>.data`)."""
+    import onnx
+
+    large = proto.ByteSize() > 1_800_000_000
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.with_name(target.name + ".partial")
+    onnx.save(proto, str(staged), save_as_external_data=large, location=target.name + ".data")
+    staged.replace(target)
+
+
 def require_onnx(model, pass_name: str) -> Path:
     if model.onnx_path is None:
         raise UnsupportedModelError(f"pass '{pass_name}' needs an ONNX model: add the export pass before it")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from infertune.errors import ExportError, UnsupportedModelError
-from infertune.passes.onnx_utils import as_onnx, cosine_rows, require_onnx, run_onnx, sample_batches
+from infertune.passes.onnx_utils import as_onnx, cosine_rows, require_onnx, run_onnx, sample_batches, save_onnx
 from infertune.passes.registry import Checked, param, PassContext, PassOutput, register
 
 UNARY = {"Abs", "BiasGelu", "Cast", "Dropout", "Elu", "Erf", "Exp", "FastGelu", "Gelu", "HardSigmoid", "HardSwish",
@@ -54,11 +54,7 @@ def unpad(model, config: Unpad, ctx: PassContext) -> PassOutput:
     ctx.say("finding the token-wise layers")
     proto = onnx.load(str(source))
     found = _Rewrite(proto, config.mask_input, model.name, config.bucket).apply()
-    large = proto.ByteSize() > 1_800_000_000  # protobuf's 2 GB limit: weights go beside the graph
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = target.with_name(target.name + ".partial")
-    onnx.save(proto, str(staged), save_as_external_data=large, location=target.name + ".data")
-    staged.replace(target)
+    save_onnx(proto, target)
     batches = sample_batches(model, ctx.split("calibration"), count=32)
     cosine = cosine_rows(run_onnx(source, batches), run_onnx(target, batches))
     if cosine.min() < config.min_cosine:
