@@ -7,7 +7,6 @@ import pytest
 
 from infertune.backends import load_session
 from infertune.errors import UnsupportedModelError
-from infertune.model.packing import of_onnx
 from infertune.passes.export import ExportOnnx
 from infertune.passes.fuse import OrtFusion
 from infertune.passes.quantize.onnx_backend import Int8Dynamic
@@ -38,24 +37,19 @@ def _matmul_rows(path, batch) -> list[int]:
     del proto.graph.output[:]
     proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in outputs)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    packing = of_onnx(proto)  # a graph whose packing indices are inputs gets them as infertune's sessions do
-    return [int(np.prod(v.shape[:-1])) for v in session.run(None, packing.complete(batch) if packing else batch)]
+    return [int(np.prod(v.shape[:-1])) for v in session.run(None, batch)]
 
 
-@pytest.mark.parametrize("indices,bucket", [("graph", 1), ("graph", 8), ("inputs", 8)])
-def test_token_wise_layers_run_on_real_tokens_and_outputs_stay_equal(bert_onnx, bert_dataset, tmp_path, indices,
-                                                                    bucket):
+@pytest.mark.parametrize("bucket", [1, 8])
+def test_token_wise_layers_run_on_real_tokens_and_outputs_stay_equal(bert_onnx, bert_dataset, tmp_path, bucket):
     """Every weight MatMul (attention projections included) multiplies the real tokens only, rounded up to the
-    bucket and never past the padded size, whether the graph finds the tokens itself or takes their indices."""
+    bucket and never past the padded size."""
     import onnx
 
-    output = apply(bert_onnx, Unpad(bucket=bucket, indices=indices),
-                   PassContext(workdir=tmp_path, dataset=bert_dataset))
+    output = apply(bert_onnx, Unpad(bucket=bucket), PassContext(workdir=tmp_path, dataset=bert_dataset))
     assert "token-wise nodes run on real tokens only" in output.notes[0]
-    proto = onnx.load(str(output.model.onnx_path))
-    assert [node.op_type for node in proto.graph.node].count("NonZero") == (indices == "graph")
-    assert len(proto.graph.input) == len(bert_onnx.signature.inputs) + 2 * (indices == "inputs")
-    assert output.model.signature == bert_onnx.signature  # the indices are not the user's to give
+    ops = [node.op_type for node in onnx.load(str(output.model.onnx_path)).graph.node]
+    assert ops.count("NonZero") == 1
     for batch in _padded_batches():
         real, padded = int(batch["attention_mask"].sum()), batch["input_ids"].size
         padded_rows, rows = _matmul_rows(bert_onnx.onnx_path, batch), _matmul_rows(output.model.onnx_path, batch)
@@ -65,35 +59,6 @@ def test_token_wise_layers_run_on_real_tokens_and_outputs_stay_equal(bert_onnx, 
             want = load_session(bert_onnx, backend).run(batch)
             for name, got in load_session(output.model, backend).run(batch).items():
                 np.testing.assert_allclose(got, want[name], rtol=1e-4, atol=1e-5, err_msg=f"{backend} {name}")
-
-
-def test_indices_as_inputs_keep_static_shapes_through_nncf_on_openvino(bert_onnx, bert_dataset, tmp_path):
-    """The packing indices as graph inputs survive NNCF into the IR; OpenVINO compiles static shapes that include
-    the packed length, splits a batch with each part's own indices, and the outputs stay the padded graph's."""
-    from infertune.model.onnx_file import load
-    from infertune.model.packing import of_openvino
-    from infertune.passes.quantize.openvino_backend import Int8Nncf
-
-    import openvino as ov
-
-    ctx = PassContext(workdir=tmp_path, dataset=bert_dataset)
-    unpadded = apply(bert_onnx, Unpad(bucket=4), ctx).model
-    assert [s.name for s in load(unpadded.onnx_path).signature.inputs] == bert_onnx.signature.input_names
-    quantized = apply(unpadded, Int8Nncf(subset_size=16), ctx).model
-    assert of_openvino(ov.Core().read_model(str(quantized.ir_path))) == of_onnx(unpadded.onnx_path)
-    padded = apply(bert_onnx, Int8Nncf(subset_size=16), PassContext(workdir=tmp_path / "padded",
-                                                                      dataset=bert_dataset)).model
-    batches = _padded_batches()
-    for settings in ({"shapes": "static"}, {"shapes": "static", "split": 2}):
-        session = load_session(quantized, "openvino", **settings)
-        session.expect(batches)
-        if "split" not in settings:  # the first two batches are both (8, 12), with 32 and 60 packed rows
-            assert session.compiles == len(batches)
-        for batch in batches:
-            want = next(iter(load_session(padded, "openvino").run(batch).values()))
-            got = next(iter(session.run(batch).values()))
-            cos = np.sum(want * got, 1) / (np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1))
-            assert cos.min() > 0.99, settings
 
 
 def test_unpad_after_fusion_and_before_int8_keeps_the_budget(bert_onnx, bert_dataset, tmp_path):

@@ -11,7 +11,6 @@ from infertune.backends.onnx_artifact import onnx_path_for
 from infertune.backends.settings import OnnxRuntimeSettings
 from infertune.passes.export import onnx_bytes
 from infertune.errors import ConfigError
-from infertune.model.packing import of_session
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -68,9 +67,7 @@ class OnnxRuntimeSession(Session):
         self._session = ort.InferenceSession(str(path), sess_options=session_options(settings),
                                              providers=[PROVIDERS[settings.device]],
                                              disabled_optimizers=disabled_optimizers(settings))
-        self._packing = of_session(self._session)  # graph inputs computed from the user's (`unpad`)
-        self._inputs = [i.name for i in self._session.get_inputs()
-                        if not self._packing or i.name not in self._packing.derived]
+        self._inputs = [i.name for i in self._session.get_inputs()]
 
     @functools.cached_property
     def artifact_bytes(self) -> int:
@@ -84,8 +81,7 @@ class OnnxRuntimeSession(Session):
         return weight_precision(self._path)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feed = {n: inputs[n] for n in self._inputs}
-        values = self._session.run(self.signature.output_names, self._packing.complete(feed) if self._packing else feed)
+        values = self._session.run(self.signature.output_names, {n: inputs[n] for n in self._inputs})
         return outputs_dict(self.signature, [np.asarray(v, dtype=np.float32) for v in values])
 
 

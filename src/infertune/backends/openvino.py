@@ -18,7 +18,6 @@ from infertune.backends.onnx_artifact import onnx_path_for
 from infertune.backends.settings import STATIC_COMPILES_MAX, STATIC_SHAPES_KEPT, OpenVINOSettings
 from infertune.passes.export import onnx_bytes
 from infertune.errors import ConfigError
-from infertune.model.packing import of_openvino
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
@@ -78,8 +77,6 @@ class OpenVINOSession(Session):
         self._earned: collections.OrderedDict[tuple, float] = collections.OrderedDict()  # dynamic seconds a shape
         self.compiles = 0
         self._inputs = [port_name(port, model.signature.input_names) for port in self._compiled.inputs]
-        self._packing = of_openvino(self._graph)  # graph inputs computed from the user's (`unpad`)
-        self._given = [n for n in self._inputs if not self._packing or n not in self._packing.derived]
         self.settings = settings
         self.signature = model.signature
         # a batch splits only where every output holds one row per input row (its first axis is the batch's)
@@ -95,16 +92,13 @@ class OpenVINOSession(Session):
 
     def _parts(self, feed: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
         """`feed` as `split` runs of consecutive rows, run at once on as many streams (whole when the batch has
-        fewer rows), each with its own packing indices where the graph takes them. Two parts on two cores, one
-        thread each, wait on no thread of the other's: MiniLM NNCF int8 at batch 32 ran 1.02x to 1.12x faster
-        split in two (README, the backends' settings)."""
+        fewer rows). Two parts on two cores, one thread each, wait on no thread of the other's: MiniLM NNCF int8
+        at batch 32 ran 1.02x to 1.12x faster split in two (README, the backends' settings)."""
         rows = len(next(iter(feed.values())))
         if not self._splits or rows < self.settings.split:
-            parts = [feed]
-        else:
-            bounds = np.linspace(0, rows, self.settings.split + 1).round().astype(int)
-            parts = [{name: array[a:b] for name, array in feed.items()} for a, b in zip(bounds[:-1], bounds[1:])]
-        return [self._packing.complete(part) for part in parts] if self._packing else parts
+            return [feed]
+        bounds = np.linspace(0, rows, self.settings.split + 1).round().astype(int)
+        return [{name: array[a:b] for name, array in feed.items()} for a, b in zip(bounds[:-1], bounds[1:])]
 
     def _request_for(self, feed: dict[str, np.ndarray]) -> tuple[list, tuple | None]:
         """The requests to run `feed` on (one per part of a split batch), and the shape to credit with the call's
@@ -179,7 +173,7 @@ class OpenVINOSession(Session):
         return self._compute if weights == "fp32" else f"{weights}+{self._compute}"
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        parts = self._parts({n: inputs[n] for n in self._given})
+        parts = self._parts({n: inputs[n] for n in self._inputs})
         chosen = [self._request_for(part) for part in parts]
         running = [requests[slot] for slot, (requests, _) in enumerate(chosen)]  # parts of one shape: own requests
         started = time.perf_counter()

@@ -10,7 +10,6 @@ from pathlib import Path
 from infertune.errors import UnsupportedModelError
 from infertune.model.base import Model
 from infertune.model.onnx_graph import attention_facts
-from infertune.model.packing import of_onnx
 from infertune.model.signature import Signature, TensorSpec, guess_task
 from infertune.model.spec import ModelSpec
 
@@ -44,9 +43,8 @@ def _read(path: Path):
 
 
 def _signature(proto) -> Signature:
-    packing = of_onnx(proto)  # inputs infertune computes from the others are not the user's (`unpad`)
-    hidden = {init.name for init in proto.graph.initializer} | set(packing.derived if packing else ())
-    inputs = tuple(_spec(v) for v in proto.graph.input if v.name not in hidden)
+    initializers = {init.name for init in proto.graph.initializer}
+    inputs = tuple(_spec(v) for v in proto.graph.input if v.name not in initializers)
     outputs = tuple(_spec(v) for v in proto.graph.output)
     return Signature(inputs=inputs, outputs=outputs)
 

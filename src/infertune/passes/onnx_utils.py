@@ -8,7 +8,6 @@ import numpy as np
 
 from infertune.errors import UnsupportedModelError
 from infertune.model.onnx_file import with_artifact
-from infertune.model.packing import of_session
 
 
 def as_onnx(model, path: Path):
@@ -33,9 +32,7 @@ def run_onnx(path: Path, batches: list[dict[str, np.ndarray]]) -> list[np.ndarra
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     names = {i.name for i in session.get_inputs()}
-    packing = of_session(session)
-    return [session.run(None, {k: v for k, v in (packing.complete(b) if packing else b).items() if k in names})[0]
-            .astype(np.float64) for b in batches]
+    return [session.run(None, {k: v for k, v in b.items() if k in names})[0].astype(np.float64) for b in batches]
 
 
 def cosine_rows(reference: list[np.ndarray], candidate: list[np.ndarray]) -> np.ndarray:

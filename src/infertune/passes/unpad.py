@@ -12,11 +12,6 @@ or sequence, a MatMul by a weight matrix, a normalization over the last axis). M
 take their token inputs packed ([1, real tokens, ...], gathered where the mask is set) and keep their outputs
 packed; any other consumer (a Reshape into heads, a Shape, the pooling) reads them unpacked, with zeros at the
 padded positions. The outputs at real tokens are the same numbers: rows are computed alone either way.
-
-Where the packing indices come from (`indices`): by default they are graph inputs that infertune's sessions
-compute from the mask (`infertune.model.packing`), so a runtime that compiles per shape (OpenVINO with static
-shapes) knows the packed length when it compiles and keeps its fused kernels; `indices=graph` computes them in
-the graph (NonZero), for a graph that must run without infertune.
 """
 
 from __future__ import annotations
@@ -27,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from infertune.errors import ExportError, UnsupportedModelError
-from infertune.model.packing import KEY, Packing
 from infertune.passes.onnx_utils import as_onnx, cosine_rows, require_onnx, run_onnx, sample_batches, save_onnx
 from infertune.passes.registry import Checked, param, PassContext, PassOutput, register
 
@@ -45,11 +39,6 @@ class Unpad(Checked):
                             "so a runtime that prepares kernels per shape meets few: OpenVINO with the exact length "
                             "prepared kernels on most calls (MiniLM batch 32: 662 items/s against 1209 with 64)",
                         low=1)
-    indices: str = param("inputs", "inputs: the packing indices are graph inputs infertune computes from the mask "
-                                   "(static shapes stay static: OpenVINO NNCF int8 with static shapes, MiniLM batch "
-                                   "32, 1.25x to 1.33x consecutively against 1.05x to 1.08x with the indices in the "
-                                   "graph); graph: computed in the graph, for a graph run without infertune",
-                         choices=("inputs", "graph"))
     min_cosine: float = param(0.9999, "smallest row cosine against the padded graph that is accepted", low=0.0,
                               high=1.0)
 
@@ -64,7 +53,7 @@ def unpad(model, config: Unpad, ctx: PassContext) -> PassOutput:
     target = ctx.workdir / "unpad.onnx"
     ctx.say("finding the token-wise layers")
     proto = onnx.load(str(source))
-    found = _Rewrite(proto, config.mask_input, model.name, config.bucket, config.indices).apply()
+    found = _Rewrite(proto, config.mask_input, model.name, config.bucket).apply()
     save_onnx(proto, target)
     batches = sample_batches(model, ctx.split("calibration"), count=32)
     cosine = cosine_rows(run_onnx(source, batches), run_onnx(target, batches))
@@ -90,9 +79,9 @@ class _Found:
 class _Rewrite:
     """The rewrite of one graph (in place): which nodes are token-wise, then the packs and unpacks around them."""
 
-    def __init__(self, proto, mask_input: str, name: str, bucket: int = 1, indices: str = "graph"):
+    def __init__(self, proto, mask_input: str, name: str, bucket: int = 1):
         self.proto, self.graph, self.name = proto, proto.graph, name
-        self.mask, self.bucket, self.indices = mask_input, bucket, indices
+        self.mask, self.bucket = mask_input, bucket
         inputs = {i.name: i for i in self.graph.input}
         if mask_input not in inputs:
             raise UnsupportedModelError(f"unpad needs an input that marks padding: '{name}' has no input "
@@ -194,10 +183,7 @@ class _Rewrite:
             raise UnsupportedModelError(f"unpad would change '{self.name}': its output {outputs[0]} holds a value "
                                         f"per token, and the padded positions would read zeros, not the model's own "
                                         f"values")
-        if self.indices == "inputs":
-            self._input_indices()
-        else:
-            self._indices()
+        self._indices()
         for i, node in enumerate(self.graph.node):
             if i in chosen:
                 names = [self._pack(x) if x and self._token(x) and x not in packed else x for x in node.input]
@@ -262,25 +248,6 @@ class _Rewrite:
         self.rows = self._node("Concat", [rows, fill], "rows", axis=0)
         rank = self._node("Sub", [self._node("CumSum", [ones, scalar(0, "axis")], "cumsum"), scalar(1, "one")], "rank")
         self.back = self._node("Where", [real, rank, packed], "back")
-        self.mask_shape = self._node("Shape", [self.mask], "mask_shape")
-
-    def _input_indices(self) -> None:
-        """The same indices as `_indices`, as graph inputs (named in the graph's metadata) that infertune's
-        sessions compute from the mask before each call."""
-        from onnx import TensorProto, helper
-
-        taken = {i.name for i in self.graph.input} | {o for n in self.graph.node for o in n.output}
-
-        def free(base: str) -> str:  # a graph that already has the name gets base_1, base_2...
-            return next(name for k in range(len(taken) + 1) if (name := f"{base}_{k}" if k else base) not in taken)
-
-        rows, back = free("unpad_rows"), free("unpad_back")
-        self.graph.input.extend([helper.make_tensor_value_info(rows, TensorProto.INT64, ["unpad_packed_length"]),
-                                 helper.make_tensor_value_info(back, TensorProto.INT64, ["unpad_padded_length"])])
-        packing = Packing(mask=self.mask, rows=rows, back=back, bucket=self.bucket)
-        helper.set_model_props(self.proto, {**{p.key: p.value for p in self.proto.metadata_props},
-                                            KEY: packing.to_json()})
-        self.rows, self.back = rows, back
         self.mask_shape = self._node("Shape", [self.mask], "mask_shape")
 
     def _mask_dtype(self):

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infertune.model.packing import of_session
 from infertune.passes.onnx_utils import as_onnx, require_onnx, sample_batches
 from infertune.passes.registry import INT8_ISA, Checked, param, PassContext, PassOutput, SearchFacts, register
 
@@ -137,10 +136,7 @@ def int8_static(model, config: Int8Static, ctx: PassContext) -> PassOutput:
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=model.is_text)
     except Exception:  # pre-processing is an optimisation; quantize the graph as it is when it fails
         prepared = source
-    session = ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"])
-    names, packing = {i.name for i in session.get_inputs()}, of_session(session)
-    if packing:  # the graph takes packing indices (`unpad`): every calibration batch gets its own
-        batches = [packing.complete(b) for b in batches]
+    names = {i.name for i in ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()}
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[config.calibration]
     extra = {**FLOAT_DEFAULT, "CalibPercentile": config.percentile}

@@ -33,15 +33,13 @@ def int8_nncf(model, config: Int8Nncf, ctx: PassContext) -> PassOutput:
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
     from infertune.backends.openvino import port_name
-    from infertune.model.packing import of_openvino
 
     source = require_onnx(model, "int8-nncf")
     split = ctx.require("calibration", "int8-nncf needs calibration data: pass --data, or use int8-dynamic")
     batches = sample_batches(model, split, count=config.subset_size, batch=1)
     ov_model = ov.Core().read_model(str(source))
     names = [port_name(port, model.signature.input_names) for port in ov_model.inputs]
-    packing = of_openvino(ov_model)  # a graph that takes packing indices (`unpad`) gets them per sample
-    dataset = nncf.Dataset([{n: b[n] for n in names} for b in (map(packing.complete, batches) if packing else batches)])
+    dataset = nncf.Dataset([{n: b[n] for n in names} for b in batches])
     transformer = config.model_type == "transformer" or (config.model_type == "auto" and model.is_text)
     advanced = AdvancedQuantizationParameters()
     if config.smooth_quant_alpha is not None:
