@@ -137,3 +137,38 @@ def test_an_inserted_pass_that_beats_the_leader_is_combined_with_its_settings():
     [(trial_id, combined)] = _combined_queue(finished, finished[1])
     assert trial_id == "c07-combined"
     assert combined.passes == unpadded.passes and combined.backend_options == {"shapes": "static"}
+
+
+def test_an_inserted_pass_runs_with_the_setting_that_beat_the_leader_by_the_most():
+    """Refine measures the leader's settings first, then inserts padding removal into the leader as run with the
+    best of them (OpenVINO keeps its fused kernels for the packed layers only with static shapes). Ids are those
+    of one list whichever call queues a variant."""
+    from infertune.passes.export import ExportOnnx
+    from infertune.passes.quantize.openvino_backend import Int8Nncf
+    from infertune.passes.unpad import Unpad
+    from infertune.search.records import Speedup, Status, TrialRecord
+    from infertune.search.run import _refine_queue
+    from infertune.search.recipe import with_options
+
+    leader = Recipe(passes=(ExportOnnx(), Int8Nncf()), backend="openvino")
+    text = frozenset({"transformer", "calibration"})
+
+    def record(id_, recipe, value, low, status=Status.OK):
+        return TrialRecord(id=id_, recipe=recipe.to_dict(), backend=recipe.backend, status=status,
+                           speedup=Speedup(batch=32, value=value, low=low, high=value + 0.05, rounds=10))
+
+    finished = [record("baseline", Recipe(backend="torch"), 1.0, 1.0), record("c07", leader, 3.3, 3.2)]
+    settings = _refine_queue(finished, Recipe(backend="torch"), finished[1], "torch", "throughput", text,
+                             settings_only=True)
+    assert settings and all(recipe.passes == leader.passes for _, recipe in settings)
+    everything = dict(_refine_queue(finished, Recipe(backend="torch"), finished[1], "torch", "throughput", text))
+    assert all(everything[trial_id] == recipe for trial_id, recipe in settings)
+    static, split = (next(i for i, r in settings if r == with_options(leader, **o))
+                     for o in ({"shapes": "static"}, {"split": 2}))
+    finished += [record(static, with_options(leader, shapes="static"), 3.7, 3.6),
+                 record(split, with_options(leader, split=2), 3.4, 3.25),
+                 record("c07-s99", with_options(leader, threads=1), 3.9, 3.8, Status.REJECTED)]
+    rest = _refine_queue(finished, Recipe(backend="torch"), finished[1], "torch", "throughput", text)
+    inserted = [recipe for _, recipe in rest if Unpad() in recipe.passes]
+    assert inserted == [with_options(Recipe(passes=(ExportOnnx(), Unpad(), Int8Nncf()), backend="openvino"),
+                                     shapes="static")]
