@@ -59,6 +59,19 @@ def test_embeddings_inside_the_cosine_budget_are_rejected_when_neighbours_reorde
     assert verdict(kept, base, max_drop=0.01, objective="latency", min_top10=0.9).status is Status.OK
 
 
+def test_embeddings_with_one_sample_that_lost_its_meaning_are_rejected():
+    """A mean cosine inside the budget can hide a few outputs that changed beyond use (NNCF int8 under OpenVINO's
+    bf16 hint: 1 % of padded rows below 0.95); one sample may drop at most 10x the budget."""
+    base = dataclasses.replace(BASE, metric=Metric("cosine", 1.0, top10_agreement=1.0, worst_row=1.0))
+    broken = candidate("c1", 0.996, 1.5).replace(metric=Metric("cosine", 0.996, top10_agreement=0.95, worst_row=0.75))
+    kept = candidate("c2", 0.996, 1.5).replace(metric=Metric("cosine", 0.996, top10_agreement=0.95, worst_row=0.98))
+    result = verdict(broken, base, max_drop=0.01, objective="latency", min_top10=0.9)
+    assert result.status is Status.REJECTED and "one held-out sample's cosine is 0.7500 < 0.90" in result.reason
+    assert verdict(kept, base, max_drop=0.01, objective="latency", min_top10=0.9).status is Status.OK
+    assert verdict(broken, base, max_drop=0.05, objective="latency").status is Status.OK  # a wider budget: 0.5
+    assert Metric.from_dict(broken.metric.to_dict()) == broken.metric
+
+
 def test_a_drop_exactly_at_the_budget_is_inside_it():
     at_budget = candidate("c1", 0.94, 1.5).replace(metric=Metric("top1", BASE.metric.value - 0.01))
     assert verdict(at_budget, BASE, max_drop=0.01, objective="latency").status is Status.OK

@@ -23,20 +23,22 @@ class Status(Enum):
 
 @dataclass(frozen=True)
 class Metric:
-    """The held-out metric: `drop` (baseline minus this) once judged; embeddings also carry `top10_agreement`."""
+    """The held-out metric: `drop` (baseline minus this) once judged; embeddings also carry `top10_agreement` and
+    `worst_row`, the lowest cosine of one sample's output."""
     name: str
     value: float
     top10_agreement: float | None = None
     drop: float | None = None
+    worst_row: float | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Metric":
         return cls(name=data["name"], value=data["value"], top10_agreement=data.get("top10_agreement"),
-                   drop=data.get("drop"))
+                   drop=data.get("drop"), worst_row=data.get("worst_row"))
 
     def to_dict(self) -> dict[str, Any]:
         return _without_none({"name": self.name, "value": self.value, "top10_agreement": self.top10_agreement,
-                              "drop": self.drop})
+                              "drop": self.drop, "worst_row": self.worst_row})
 
 
 @dataclass(frozen=True)

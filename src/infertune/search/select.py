@@ -11,11 +11,15 @@ from infertune.search.records import Status, TrialRecord
 P50_AGREE = 1.5  # interleaved speed-up vs p50 ratio: past this factor apart, the lower one is what counts
 
 
+WORST_ROW_DROPS = 10  # one sample's cosine may drop this many times the mean's budget (0.90 for --max-drop 0.01)
+
+
 def verdict(candidate: TrialRecord, baseline: TrialRecord, *, max_drop: float, objective: str,
             min_top10: float | None = None) -> TrialRecord:
     """Fill status, reason and metric drop. The drop is measured on held-out samples only. For embeddings,
     `min_top10` also bounds the top-10 neighbour agreement with the baseline: a mean cosine inside the budget
-    can still reorder who is nearest to whom, which is what a search index sees."""
+    can still reorder who is nearest to whom, which is what a search index sees; and no sample's cosine may fall
+    more than WORST_ROW_DROPS times the budget."""
     if candidate.failed:
         return candidate.replace(status=Status.FAILED, reason=candidate.error)
     if not math.isfinite(candidate.metric.value) or not math.isfinite(baseline.metric.value):
@@ -31,6 +35,12 @@ def verdict(candidate: TrialRecord, baseline: TrialRecord, *, max_drop: float, o
     if min_top10 is not None and top10 is not None and top10 < min_top10:
         return candidate.replace(status=Status.REJECTED, reason=f"over budget: top-10 neighbour agreement "
                                                                 f"{top10:.3f} < {min_top10} on held-out samples")
+    worst, floor = candidate.metric.worst_row, 1.0 - WORST_ROW_DROPS * max_drop
+    if name == "cosine" and worst is not None and worst < floor:
+        return candidate.replace(status=Status.REJECTED, reason=(
+            f"over budget: one held-out sample's cosine is {worst:.4f} < {floor:.2f} (a mean inside the budget can "
+            f"hide a few outputs that lost their meaning; one sample may drop at most {WORST_ROW_DROPS}x "
+            f"--max-drop)"))
     if objective == "size":
         if candidate.size_bytes >= baseline.size_bytes:
             return candidate.replace(status=Status.REJECTED, reason=f"not smaller: {candidate.size_bytes} bytes "

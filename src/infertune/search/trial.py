@@ -40,7 +40,8 @@ class TrialJob:
 
 def metric(task: str, outputs: np.ndarray, labels, reference: np.ndarray | None) -> Metric:
     """Top-1 accuracy with labels; else fidelity to the baseline: top-1 agreement or mean cosine. Embeddings
-    also carry their top-10 neighbour agreement with the baseline, which the budget guards as well."""
+    also carry their top-10 neighbour agreement with the baseline and their worst row's cosine, which the budget
+    guards as well."""
     from infertune.data.metrics import NEIGHBOURS, cosine_similarity_stats, neighbour_agreement, top1_accuracy, \
         top1_agreement
 
@@ -50,11 +51,11 @@ def metric(task: str, outputs: np.ndarray, labels, reference: np.ndarray | None)
         return Metric("top1_agreement", 1.0 if reference is None else top1_agreement(reference, outputs))
     outputs = outputs.reshape(len(outputs), -1)  # per-token scores compare as one row per sample
     reference = None if reference is None else reference.reshape(len(reference), -1)
-    cosine = 1.0 if reference is None else cosine_similarity_stats(reference, outputs)[0]
+    cosine, worst = (1.0, 1.0) if reference is None else cosine_similarity_stats(reference, outputs)
     if len(outputs) <= NEIGHBOURS:
-        return Metric("cosine", cosine)
+        return Metric("cosine", cosine, worst_row=worst)
     top10 = 1.0 if reference is None else neighbour_agreement(reference, outputs)
-    return Metric("cosine", cosine, top10_agreement=top10)
+    return Metric("cosine", cosine, top10_agreement=top10, worst_row=worst)
 
 
 def run_trial(job: TrialJob, model, dataset, say=print) -> TrialRecord:
