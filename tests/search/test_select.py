@@ -66,7 +66,7 @@ def test_embeddings_with_one_sample_that_lost_its_meaning_are_rejected():
     broken = candidate("c1", 0.996, 1.5).replace(metric=Metric("cosine", 0.996, top10_agreement=0.95, worst_row=0.75))
     kept = candidate("c2", 0.996, 1.5).replace(metric=Metric("cosine", 0.996, top10_agreement=0.95, worst_row=0.98))
     result = verdict(broken, base, max_drop=0.01, objective="latency", min_top10=0.9)
-    assert result.status is Status.REJECTED and "one held-out sample's cosine is 0.7500 < 0.90" in result.reason
+    assert result.status is Status.REJECTED and "one held-out sample's output is at cosine 0.7500 < 0.90" in result.reason
     assert verdict(kept, base, max_drop=0.01, objective="latency", min_top10=0.9).status is Status.OK
     assert verdict(broken, base, max_drop=0.05, objective="latency").status is Status.OK  # a wider budget: 0.5
     assert Metric.from_dict(broken.metric.to_dict()) == broken.metric
