@@ -1,8 +1,6 @@
 """The trial's padding check: a candidate's outputs on held-out texts padded to 16, 32, 64 and 128 tokens against
 the baseline's at the same lengths (a runtime kernel chosen for one shape can move rows the mean never shows)."""
 
-import numpy as np
-
 from infertune.backends import load_session
 from infertune.search.trial import PADDED_LENGTHS, padded_outputs, padding_moves
 

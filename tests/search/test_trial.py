@@ -11,7 +11,8 @@ def test_embeddings_measure_cosine_and_top10_neighbours_against_the_baseline():
     found = metric("embedding", noisy, None, reference)
     assert found.name == "cosine" and 0.9 < found.value < 1.0
     assert 0.0 < found.top10_agreement < 1.0
-    assert metric("embedding", reference, None, None) == Metric("cosine", 1.0, top10_agreement=1.0)
+    assert found.worst_row < found.value  # the lowest row's cosine
+    assert metric("embedding", reference, None, None) == Metric("cosine", 1.0, top10_agreement=1.0, worst_row=1.0)
 
 
 def test_classifiers_use_labels_when_given_else_agreement():

@@ -4,7 +4,8 @@ time limit, so a crash, hang or out-of-memory in a runtime is a failed trial, ne
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import dataclasses
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,7 @@ def run_trial(job: TrialJob, model, dataset, say=print) -> TrialRecord:
         if first is not None else Metric("none", float("nan"))
     moved = padding_moves(padded, saved_padded)
     if moved is not None and measured.worst_row is not None:
-        measured = replace(measured, worst_row=min(measured.worst_row, moved))
+        measured = dataclasses.replace(measured, worst_row=min(measured.worst_row, moved))
     sizes = tuple(sorted({job.batch_size, job.throughput_batch}))
     workload = build_workload(artifact, heldout, sizes, data_name=data_name)
     t = job.timing
