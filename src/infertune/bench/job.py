@@ -50,11 +50,8 @@ class BenchJob:
 def collect_outputs(session, model, split, count: int, batch: int = 32) -> dict[str, np.ndarray]:
     """Outputs on the first `count` samples, in sample order, computed in fixed batches of samples in a fixed
     shuffled order: every backend sees the same padding, and it is the padding of requests batched as they arrive
-    (texts of mixed lengths), not of a split whose neighbours have similar lengths. A precision that fails only
-    on padded rows shows here: MiniLM NNCF int8 with OpenVINO's bf16 hint kept every row of the first 256
-    held-out sentences batched in order above cosine 0.99, while 20 of 2048 rows of mixed-length batches of 32
-    fell below 0.95 (the worst 0.754). Outputs whose length follows the batch's (per-token scores) are
-    zero-padded to the longest batch."""
+    (texts of mixed lengths), not that of a split whose neighbours have similar lengths. Outputs whose length
+    follows the batch's (per-token scores) are zero-padded to the longest batch."""
     count = min(count, len(split))
     order = np.random.default_rng(0).permutation(count)
     parts: dict[str, list[np.ndarray]] = {}
