@@ -141,8 +141,8 @@ def test_an_inserted_pass_that_beats_the_leader_is_combined_with_its_settings():
 
 def test_an_inserted_pass_runs_with_the_setting_that_beat_the_leader_by_the_most():
     """Refine measures the leader's settings first, then inserts padding removal into the leader as run with the
-    best of them (OpenVINO keeps its fused kernels for the packed layers only with static shapes). Ids are those
-    of one list whichever call queues a variant."""
+    best of them (on OpenVINO, padding removal gained with static shapes and lost with dynamic ones). Ids are
+    those of one list whichever call queues a variant."""
     from infertune.passes.export import ExportOnnx
     from infertune.passes.quantize.openvino_backend import Int8Nncf
     from infertune.passes.unpad import Unpad
