@@ -66,9 +66,9 @@ def padded_outputs(session, model, split, samples: int = 32, among: int = 512) -
     samples (of the first `among`) no longer than that length, padded to it. The baseline's are the reference for
     a candidate's: the attention mask hides padding from the model, so where a candidate's rows move and the
     baseline's do not, a runtime kernel chosen for one shape moved them. OpenVINO 2026.4's CPU plugin runs NNCF
-    int8 MiniLM under the bf16 hint at cosine 0.80 for some rows at exactly 32 tokens in batches of 4 or more, and
-    right at 31 and 33, so a sample of natural lengths rarely shows it. Empty for a model without a 2-D
-    `attention_mask` input."""
+    int8 MiniLM under the bf16 hint with rows down to cosine 0.80 (batches of 32) or 0.94 (batches of 4) at
+    exactly 32 tokens, and right from 33 to 64, so a sample of natural lengths rarely shows it. Empty for a model
+    without a 2-D `attention_mask` input."""
     if split is None or "attention_mask" not in model.signature.input_names:
         return {}
     pool = np.arange(min(among, len(split)))
