@@ -70,7 +70,7 @@ def test_settings_that_each_beat_the_leader_are_tried_together():
     """Refine varies one setting at a time; two that each beat the leader beyond their spread make one more
     candidate with both. One inside the leader's spread, or a rejected one, is left out."""
     from infertune.search.records import Speedup, Status, TrialRecord
-    from infertune.search.run import _combined_queue
+    from infertune.search.refine import combined_queue
     from infertune.search.recipe import with_options
 
     leader = Recipe(backend="openvino")
@@ -85,12 +85,12 @@ def test_settings_that_each_beat_the_leader_are_tried_together():
                 record("c01-s2", with_options(leader, threads=1), 2.2, 2.1),
                 record("c01-s3", with_options(leader, threads=2), 2.05, 1.95),        # inside the spread
                 record("c01-s4", with_options(leader, streams=2), 2.6, 2.5, Status.REJECTED)]
-    [(trial_id, combined)] = _combined_queue(finished, finished[1])
+    [(trial_id, combined)] = combined_queue(finished, finished[1])
     assert trial_id == "c01-combined"
     assert combined.backend_options == {"shapes": "static", "threads": 1}
-    assert _combined_queue(finished[:4], finished[1]) == []  # one winning setting: nothing to combine
+    assert combined_queue(finished[:4], finished[1]) == []  # one winning setting: nothing to combine
     tried = finished + [record("c01-combined", combined, 2.5, 2.4)]
-    assert _combined_queue(tried, finished[1]) == []
+    assert combined_queue(tried, finished[1]) == []
 
 
 def test_padding_removal_is_inserted_before_the_leaders_precision_pass():
@@ -122,7 +122,7 @@ def test_an_inserted_pass_that_beats_the_leader_is_combined_with_its_settings():
     from infertune.passes.quantize.openvino_backend import Int8Nncf
     from infertune.passes.unpad import Unpad
     from infertune.search.records import Speedup, Status, TrialRecord
-    from infertune.search.run import _combined_queue
+    from infertune.search.refine import combined_queue
     from infertune.search.recipe import with_options
 
     leader = Recipe(passes=(ExportOnnx(), Int8Nncf()), backend="openvino")
@@ -134,7 +134,7 @@ def test_an_inserted_pass_that_beats_the_leader_is_combined_with_its_settings():
 
     finished = [record("baseline", Recipe(backend="torch"), 1.0, 1.0), record("c07", leader, 3.3, 3.2),
                 record("c07-s1", unpadded, 3.9, 3.8), record("c07-s2", with_options(leader, shapes="static"), 3.6, 3.5)]
-    [(trial_id, combined)] = _combined_queue(finished, finished[1])
+    [(trial_id, combined)] = combined_queue(finished, finished[1])
     assert trial_id == "c07-combined"
     assert combined.passes == unpadded.passes and combined.backend_options == {"shapes": "static"}
 
@@ -147,7 +147,7 @@ def test_an_inserted_pass_runs_with_the_setting_that_beat_the_leader_by_the_most
     from infertune.passes.quantize.openvino_backend import Int8Nncf
     from infertune.passes.unpad import Unpad
     from infertune.search.records import Speedup, Status, TrialRecord
-    from infertune.search.run import _refine_queue
+    from infertune.search.refine import refine_queue
     from infertune.search.recipe import with_options
 
     leader = Recipe(passes=(ExportOnnx(), Int8Nncf()), backend="openvino")
@@ -158,17 +158,17 @@ def test_an_inserted_pass_runs_with_the_setting_that_beat_the_leader_by_the_most
                            speedup=Speedup(batch=32, value=value, low=low, high=value + 0.05, rounds=10))
 
     finished = [record("baseline", Recipe(backend="torch"), 1.0, 1.0), record("c07", leader, 3.3, 3.2)]
-    settings = _refine_queue(finished, Recipe(backend="torch"), finished[1], "torch", "throughput", text,
+    settings = refine_queue(finished, Recipe(backend="torch"), finished[1], "torch", "throughput", text,
                              settings_only=True)
     assert settings and all(recipe.passes == leader.passes for _, recipe in settings)
-    everything = dict(_refine_queue(finished, Recipe(backend="torch"), finished[1], "torch", "throughput", text))
+    everything = dict(refine_queue(finished, Recipe(backend="torch"), finished[1], "torch", "throughput", text))
     assert all(everything[trial_id] == recipe for trial_id, recipe in settings)
     static, split = (next(i for i, r in settings if r == with_options(leader, **o))
                      for o in ({"shapes": "static"}, {"split": 2}))
     finished += [record(static, with_options(leader, shapes="static"), 3.7, 3.6),
                  record(split, with_options(leader, split=2), 3.4, 3.25),
                  record("c07-s99", with_options(leader, threads=1), 3.9, 3.8, Status.REJECTED)]
-    rest = _refine_queue(finished, Recipe(backend="torch"), finished[1], "torch", "throughput", text)
+    rest = refine_queue(finished, Recipe(backend="torch"), finished[1], "torch", "throughput", text)
     inserted = [recipe for _, recipe in rest if Unpad() in recipe.passes]
     assert inserted == [with_options(Recipe(passes=(ExportOnnx(), Unpad(), Int8Nncf()), backend="openvino"),
                                      shapes="static")]

@@ -54,12 +54,12 @@ def collect_outputs(session, model, split, count: int, batch: int = 32) -> dict[
     follows the batch's (per-token scores) are zero-padded to the longest batch."""
     count = min(count, len(split))
     order = np.random.default_rng(0).permutation(count)
+    batches = [np.sort(order[start:start + batch]) for start in range(0, count, batch)]
     parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, count, batch):
-        out = session.run(model.inputs_for(split, np.sort(order[start:start + batch])))
-        for name, value in out.items():
+    for indices in batches:
+        for name, value in session.run(model.inputs_for(split, indices)).items():
             parts.setdefault(name, []).append(value)
-    back = np.argsort(np.concatenate([np.sort(order[start:start + batch]) for start in range(0, count, batch)]))
+    back = np.argsort(np.concatenate(batches))  # row i of the result is sample i
     return {name: np.concatenate(pad_to_common(values))[back] for name, values in parts.items()}
 
 
