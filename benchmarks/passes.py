@@ -41,6 +41,7 @@ from infertune.passes.quantize.torch_backend import Int8Torchao
 from infertune.passes.registry import PassContext, apply
 
 EXPORT, FUSE = ExportOnnx(), OrtFusion()
+NNCF_FAST = Int8Nncf(preset="performance", float_attention=True)
 
 
 def PRUNE_FFN(max_drop: float) -> PruneToBudget:  # noqa: N802  (reads as a row's pass)
@@ -87,6 +88,12 @@ ROWS = {
          {}, OV_BASE),
         ("openvino + NNCF int8 (transformer scheme), padding removed, static shapes", [EXPORT, Unpad(), Int8Nncf()],
          "openvino", {"shapes": "static"}, OV_BASE),
+        ("openvino + NNCF int8 (transformer scheme), symmetric activations, float attention",
+         [EXPORT, NNCF_FAST], "openvino", {}, OV_BASE),
+        ("openvino + NNCF int8 (transformer scheme), symmetric activations, float attention, static shapes",
+         [EXPORT, NNCF_FAST], "openvino", {"shapes": "static"}, OV_BASE),
+        ("openvino + NNCF int8 (transformer scheme), symmetric activations, float attention, padding removed, "
+         "static shapes", [EXPORT, Unpad(), NNCF_FAST], "openvino", {"shapes": "static"}, OV_BASE),
         ("openvino bf16 hint, static shapes", [EXPORT], "openvino", {"precision": "bf16", "shapes": "static"}, OV_BASE),
         ("torch-compile (freezing) fp32", [], "torch-compile", {}, TORCH_BASE),
         ("torchao int8 dyn-act/int8-weight + torch-compile (freezing)", [Int8Torchao()], "torch-compile", {},

@@ -58,7 +58,7 @@ def test_int8_runs_with_bf16_for_the_rest_only_where_the_cpu_accelerates_bf16(ml
 
     def nncf(isa):
         return [r.backend_options for r in candidate_recipes(model, has_calibration=True, has_training=False, isa=isa)
-                if any(isinstance(c, Int8Nncf) for c in r.passes)]
+                if Int8Nncf() in r.passes]  # the other NNCF configs are nncf_candidates' (test_nncf_attention)
 
     assert nncf(("avx512_vnni", "avx512_bf16")) == [{}, {"precision": "bf16"}]
     assert nncf(("amx_int8", "amx_bf16")) == [{}, {"precision": "bf16"}]
