@@ -15,7 +15,7 @@ def test_recipe_round_trips_through_yaml(tmp_path):
     text = (tmp_path / "recipe.yaml").read_text()
     assert "format: infertune.recipe" in text and "version: 1" in text and "int8-dynamic" in text
     assert Recipe.load(tmp_path / "recipe.yaml") == recipe
-    assert recipe.describe() == "export-onnx > int8-dynamic > onnxruntime threads=1"
+    assert recipe.describe() == "export-onnx > int8-dynamic per_channel=False exclude=('a',) > onnxruntime threads=1"
 
 
 def test_reloaded_recipe_reproduces_the_artifact(tmp_path):

@@ -28,7 +28,7 @@ class Recipe:
     def describe(self) -> str:
         from infertune.passes.registry import entry_for
 
-        steps = [entry_for(config).name for config in self.passes]
+        steps = [" ".join([entry_for(config).name, *changed_fields(config)]) for config in self.passes]
         settings = [f"{k}={v}" for k, v in self.options]
         return " > ".join(steps + [" ".join([self.backend, *settings])])
 
@@ -93,4 +93,16 @@ def with_options(recipe: Recipe, **options: Any) -> Recipe:
     return dataclasses.replace(recipe, options=tuple(sorted({**recipe.backend_options, **options}.items())))
 
 
+def changed_fields(config: Any) -> list[str]:
+    """`field=value` for each field of a pass config that differs from its default, so that two recipes of one pass
+    read apart (`int8-nncf preset=performance float_attention=True`)."""
+    changed = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.default is dataclasses.MISSING or value != field.default:
+            changed.append(f"{field.name}={value}")
+    return changed
+
+
 __all__ = ["Recipe", "apply_recipe", "with_options"]
+
