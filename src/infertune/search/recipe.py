@@ -105,4 +105,3 @@ def changed_fields(config: Any) -> list[str]:
 
 
 __all__ = ["Recipe", "apply_recipe", "with_options"]
-

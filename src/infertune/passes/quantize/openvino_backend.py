@@ -27,8 +27,8 @@ class Int8Nncf(Checked):
 def nncf_candidates(facts: SearchFacts) -> tuple[Int8Nncf, ...]:
     """What the search tries of NNCF int8: its defaults, and where the CPU has int8 matmul instructions also
     symmetric activations with attention left float. On AMX, OpenVINO runs symmetric int8 activations on a faster
-    kernel than asymmetric ones, and its int8 attention is no faster than float (MiniLM, NNCF int8, one batch of
-    32 sentences of 18 tokens: fully connected layers 7.6 -> 5.9 ms, benchmarks/passes.py for the whole model)."""
+    kernel than asymmetric ones (MiniLM's fully connected layers, 32 sentences of 18 tokens: 5.9 against 7.6 ms),
+    and its int8 attention is no faster than float; the whole model gained 1.13x at batch 32 (docs/benchmarks.md)."""
     fast = (Int8Nncf(preset="performance", float_attention=True),) if set(INT8_ISA) & facts.isa else ()
     return (Int8Nncf(),) + fast
 
