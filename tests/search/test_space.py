@@ -35,8 +35,6 @@ def test_training_time_is_a_share_of_the_time_budget():
 
 
 def _precision_order(recipes):
-    from infertune.search.space import accelerated
-
     return [("bf16" if dict(r.options).get("precision") == "bf16" else "int8") for r in recipes
             if dict(r.options).get("precision") == "bf16" or any("int8" in type(c).__name__.lower() for c in r.passes)]
 
