@@ -11,8 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 console = Console(stderr=True)
-# piped output keeps full-width tables (rich would squeeze them into 80 columns)
-out = Console(width=None if Console().is_terminal else 160)
+# piped output keeps full-width tables (rich would squeeze them into 80 columns); no markup, so a recipe's values
+# and a failure's message print as written ("[/x]" would otherwise stop the table with a MarkupError)
+out = Console(width=None if Console().is_terminal else 160, markup=False)
 
 
 @contextlib.contextmanager
