@@ -27,8 +27,9 @@ class Int8Nncf(Checked):
 def nncf_candidates(facts: SearchFacts) -> tuple[Int8Nncf, ...]:
     """What the search tries of NNCF int8: its defaults, and where the CPU has int8 matmul instructions also
     symmetric activations with attention left float. On AMX, OpenVINO runs symmetric int8 activations on a faster
-    kernel than asymmetric ones (MiniLM's fully connected layers, 32 sentences of 18 tokens: 5.9 against 7.6 ms),
-    and its int8 attention is no faster than float; the whole model gained 1.13x at batch 32 (docs/benchmarks.md)."""
+    kernel than asymmetric ones, and its attention subgraph ran faster in float than in int8 (MiniLM, 32 held-out
+    sentences padded to 43 tokens: fully connected layers 15.8 against 18.9 ms, attention 13.6 against 16.3 ms; the
+    whole model 1.13x at batch 32 in benchmarks/passes.py; docs/benchmarks.md)."""
     fast = (Int8Nncf(preset="performance", float_attention=True),) if set(INT8_ISA) & facts.isa else ()
     return (Int8Nncf(),) + fast
 
