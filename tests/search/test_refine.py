@@ -172,3 +172,39 @@ def test_an_inserted_pass_runs_with_the_setting_that_beat_the_leader_by_the_most
     inserted = [recipe for _, recipe in rest if Unpad() in recipe.passes]
     assert inserted == [with_options(Recipe(passes=(ExportOnnx(), Unpad(), Int8Nncf()), backend="openvino"),
                                      shapes="static")]
+
+
+def test_a_setting_variant_that_beats_the_leader_leads_in_turn_without_the_settings_that_lost():
+    """Settings add up where one at a time from the first leader never meet: the variant that beat the leader
+    beyond its spread has its own settings tried, less those that failed or lost beyond their spread before.
+    Ids stay those of one list, whichever settings are skipped."""
+    from infertune.search.records import Speedup, Status, TrialRecord
+    from infertune.search.refine import lost_settings, next_leader, refine_queue
+    from infertune.search.recipe import with_options
+
+    leader = Recipe(backend="openvino")
+
+    def record(id_, recipe, value, low, high=None, status=Status.OK):
+        return TrialRecord(id=id_, recipe=recipe.to_dict(), backend=recipe.backend, status=status,
+                           speedup=Speedup(batch=32, value=value, low=low, high=high or value + 0.05, rounds=10))
+
+    base = Recipe(backend="torch")
+    finished = [record("baseline", base, 1.0, 1.0), record("c01", leader, 2.0, 1.9, 2.1),
+                record("c01-s1", with_options(leader, shapes="static"), 2.4, 2.3),
+                record("c01-s2", with_options(leader, threads=1), 1.2, 1.1, 1.3),
+                record("c01-s3", with_options(leader, split=2), 2.05, 1.8, 2.3),             # inside the spread
+                record("c01-s4", with_options(leader, streams=2), 2.6, 2.5, status=Status.FAILED),
+                record("c01-s1-s9", with_options(leader, shapes="static", threads=2), 9.0, 8.9)]  # not c01's own
+    better = next_leader(finished, finished[1])
+    assert better.id == "c01-s1"
+    lost = lost_settings(finished, finished[1])
+    assert lost == {("threads", "1"), ("streams", "2")}
+    everything = refine_queue(finished, base, better, "onnx", "throughput", frozenset(), settings_only=True)
+    queue = refine_queue(finished, base, better, "onnx", "throughput", frozenset(), settings_only=True, skip=lost)
+    assert queue and set(queue) < set(everything)  # fewer, each under the id it has in the whole list
+    assert all(trial_id.startswith("c01-s1-s") and trial_id != "c01-s1-s9" for trial_id, _ in queue)
+    options = [recipe.backend_options for _, recipe in queue]
+    assert all(o["shapes"] == "static" for o in options)  # the new leader's setting is kept
+    assert {"shapes": "static", "split": 2} in options    # inside the spread before: tried again on top of it
+    assert not any(o.get("threads") == 1 or o.get("streams") == 2 for o in options)
+    assert next_leader(finished[:2], finished[1]) is None  # nothing beat it: refine goes on from the leader

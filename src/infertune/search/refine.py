@@ -1,11 +1,13 @@
 """The refine stage's candidates: variants of the leader (its runtime settings, then inserted passes run with the
 best of those settings, then its passes' declared values), the baseline's settings, and one candidate combining
-the leader's variants that each beat it."""
+the leader's variants that each beat it. A settings variant that beats the leader beyond its spread leads in turn:
+its own settings are tried, less those that lost before (`next_leader`, `lost_settings`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 from infertune.search.recipe import Recipe, with_options
 from infertune.search.records import Status, TrialRecord
@@ -16,13 +18,15 @@ def tried(finished: list[TrialRecord]) -> set[str]:
 
 
 def refine_queue(finished: list[TrialRecord], base: Recipe, leader: TrialRecord | None, model_format: str,
-                 objective: str, needs: frozenset[str], settings_only: bool = False) -> list[tuple[str, Recipe]]:
+                 objective: str, needs: frozenset[str], settings_only: bool = False,
+                 skip: frozenset[tuple[str, str]] = frozenset()) -> list[tuple[str, Recipe]]:
     """Variants of the current leader, the likeliest to better the answer, so they come first where the time
     budget ends the stage: its runtime settings (no new build; `settings_only` stops there, and the stage asks
     again once they are measured), then the leader with each `inserted` pass (padding removal, for throughput: a
     rebuild), run with the best of those settings, and the values its passes declare; then setting variants of the
     baseline's recipe (a model as given, run with other threads, can be the fastest candidate). Numbers stay those
-    of one list, so a variant has the same id whichever call queues it."""
+    of one list, so a variant has the same id whichever call queues it. A leader's setting variant that changes a
+    setting to a value in `skip` (`lost_settings` of an earlier leader) is left out, its number kept."""
     from infertune.search.space import insertion_variants, pass_variants, setting_variants
 
     seen = tried(finished)
@@ -40,6 +44,8 @@ def refine_queue(finished: list[TrialRecord], base: Recipe, leader: TrialRecord 
     for source_id, variants in sources:
         for number, variant in enumerate(variants, 1):
             key = json.dumps(variant.to_dict(), sort_keys=True)
+            if source_id != "baseline" and skip and _setting_changes(Recipe.from_dict(leader.recipe), variant) & skip:
+                continue
             if key not in seen:
                 seen.add(key)
                 queue.append((f"{source_id}-s{number}", variant))
@@ -52,9 +58,46 @@ def with_best_settings(finished: list[TrialRecord], leader: TrialRecord) -> Reci
     padding removal gains on OpenVINO with static shapes (MiniLM NNCF int8 at batch 32, 1329 and 1341 items/s
     against 1022 and 963 for static shapes alone, consecutive sentences), while with dynamic shapes it lost to the
     leader on batches of similar lengths, so the combination of the two was never tried."""
+    better = next_leader(finished, leader)
+    return Recipe.from_dict(better.recipe) if better is not None else Recipe.from_dict(leader.recipe)
+
+
+def next_leader(finished: list[TrialRecord], leader: TrialRecord) -> TrialRecord | None:
+    """The leader's runtime-settings variant (its passes unchanged) that beat it by the most beyond its spread, or
+    None. Refine tries that one's settings in turn: settings add up where one at a time from the first leader would
+    never meet (MiniLM NNCF int8 on AMX: static shapes beat the leader, and splitting the batch in two gains again
+    on top of static shapes, while on the leader's dynamic shapes it stayed inside the spread)."""
     source = Recipe.from_dict(leader.recipe)
     settings = [r for r in _winners(finished, leader) if Recipe.from_dict(r.recipe).passes == source.passes]
-    return Recipe.from_dict(max(settings, key=lambda r: r.speedup.value).recipe) if settings else source
+    return max(settings, key=lambda r: r.speedup.value) if settings else None
+
+
+def lost_settings(finished: list[TrialRecord], leader: TrialRecord) -> frozenset[tuple[str, str]]:
+    """The settings that, changed alone on the leader, failed or lost to it beyond their spread (a variant's p90
+    below the leader's median speed-up), as (name, value) pairs: a later leader does not try them again, which
+    keeps each round of settings short (one thread, or the throughput hint's streams, on a model that wants both
+    cores)."""
+    if leader.speedup is None:
+        return frozenset()
+    source, lost = Recipe.from_dict(leader.recipe), set()
+    for record in _variants(finished, leader):
+        variant = Recipe.from_dict(record.recipe)
+        if variant.passes != source.passes or len(changed := _setting_changes(source, variant)) != 1:
+            continue
+        if record.status is Status.FAILED or (record.speedup is not None
+                                              and record.speedup.high < leader.speedup.value):
+            lost |= changed
+    return frozenset(lost)
+
+
+def _setting_changes(source: Recipe, variant: Recipe) -> set[tuple[str, str]]:
+    return {(k, json.dumps(v)) for k, v in variant.backend_options.items() if source.backend_options.get(k) != v}
+
+
+def _variants(finished: list[TrialRecord], leader: TrialRecord) -> list[TrialRecord]:
+    """The leader's own refine variants (`c09-s7`, not `c09-s7-s2`, a variant of that variant)."""
+    own = re.compile(re.escape(leader.id) + r"-s\d+")
+    return [r for r in finished if own.fullmatch(r.id)]
 
 
 def _winners(finished: list[TrialRecord], leader: TrialRecord) -> list[TrialRecord]:
@@ -62,7 +105,7 @@ def _winners(finished: list[TrialRecord], leader: TrialRecord) -> list[TrialReco
     speed-up."""
     if leader.speedup is None:
         return []
-    return [r for r in finished if r.id.startswith(f"{leader.id}-s") and r.status is Status.OK
+    return [r for r in _variants(finished, leader) if r.status is Status.OK
             and r.speedup is not None and r.speedup.low > leader.speedup.value]
 
 

@@ -17,12 +17,13 @@ from infertune.errors import ConfigError
 from infertune.io import write_json_atomic
 from infertune.search.recipe import Recipe
 from infertune.search.records import Latency, Status, TrialRecord
-from infertune.search.refine import combined_queue, refine_queue
+from infertune.search.refine import combined_queue, lost_settings, next_leader, refine_queue
 from infertune.search.select import best, judged_baseline, mark_pareto, ranked, verdict
 
 OBJECTIVES = ("latency", "throughput", "size")
 CONFIRM_AT_MOST = 4  # leaders measured again before one is written as best
 CONFIRM_ROUNDS = 12
+SETTING_ROUNDS = 3  # rounds of runtime settings: the first leader's, then those of a variant that beat it, ...
 CONFIRM_FLOOR_S = 240.0  # a confirmation rebuilds its candidate: past the time budget it still gets this long
 
 
@@ -107,7 +108,8 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
     each holding the node's CPUs (see `infertune.cluster.search`); model and data paths must be readable there.
     With `refine` (by default when searching, not when `recipes` are given), the candidates are followed by the
     runtime settings of the baseline's recipe and of the leader's (`space.setting_variants`), each a candidate
-    judged like the others.
+    judged like the others; a settings variant that beats the leader beyond its spread leads in turn, for up to
+    `SETTING_ROUNDS` rounds (`refine.next_leader`).
     """
     from infertune.bench.hardware import fingerprint, versions
     from infertune.search.space import baseline_recipe, candidate_recipes, mixed_precision_fallback, needs_met
@@ -190,16 +192,28 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
             trained = [item for item in queue if refining and _trains(item[1])]  # the dearest: after refining
             queue[:] = [item for item in queue if item not in trained]
             drain()
-            leader = None
+            leader, lost = None, frozenset()
             if refining and not stopped:
+                # refine follows a confirmed leader, not one noisy ratio: two candidates inside each other's spread
+                # (NNCF int8 with and without the bf16 hint, 3.92x and 3.57x on one run, the other way on the next)
+                # would send every variant down the branch that happened to measure well
+                _confirm_best(finished, trials, common, done, timeout_left(), objective,
+                              lambda r: _append(trials_file, r))
                 leader = next(iter(ranked(finished[1:], objective)), None)  # whose variants refine tries
-                queue.extend(refine_queue(finished, base, leader, source.format, objective, needs,
-                                           settings_only=True))
-                if queue:
-                    say(f"refine: {len(queue)} variants of the leader's runtime settings")
-                drain()
+                for _ in range(SETTING_ROUNDS):
+                    queue.extend(refine_queue(finished, base, leader, source.format, objective, needs,
+                                               settings_only=True, skip=lost))
+                    if queue:
+                        say(f"refine: {len(queue)} variants of {leader.id}'s runtime settings")
+                    drain()
+                    better = next_leader(finished, leader) if leader is not None and not stopped else None
+                    if better is None:
+                        break
+                    lost |= lost_settings(finished, leader)
+                    say(f"refine: {better.id} beat {leader.id} beyond the spread, and leads in turn")
+                    leader = better
             if refining and not stopped:
-                queue.extend(refine_queue(finished, base, leader, source.format, objective, needs))
+                queue.extend(refine_queue(finished, base, leader, source.format, objective, needs, skip=lost))
                 if queue:
                     say(f"refine: {len(queue)} variants (the leader's inserted passes and pass values, then the "
                         f"baseline's runtime settings)")
