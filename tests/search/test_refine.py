@@ -208,3 +208,16 @@ def test_a_setting_variant_that_beats_the_leader_leads_in_turn_without_the_setti
     assert {"shapes": "static", "split": 2} in options    # inside the spread before: tried again on top of it
     assert not any(o.get("threads") == 1 or o.get("streams") == 2 for o in options)
     assert next_leader(finished[:2], finished[1]) is None  # nothing beat it: refine goes on from the leader
+
+
+def test_a_settings_combination_the_backend_refuses_is_never_a_candidate():
+    """A leader that runs with streams=1 (one that beat its own leader) gets no split=2 variant: OpenVINO splits a
+    batch over as many streams, and a recipe that asks for both exits 2 when it is read, naming the fix."""
+    from infertune.errors import ConfigError
+
+    variants = setting_variants(Recipe(backend="openvino", options=(("shapes", "static"), ("streams", 1))))
+    assert variants and not any(r.backend_options.get("split", 1) > 1 for r in variants)
+    assert any(r.backend_options.get("split") == 2 for r in setting_variants(Recipe(backend="openvino")))
+    with pytest.raises(ConfigError, match="split=2 .*but streams=1: leave streams unset or raise it"):
+        Recipe.from_dict({"format": "infertune.recipe", "version": 1, "passes": [],
+                          "backend": {"name": "openvino", "split": 2, "streams": 1}})

@@ -60,10 +60,7 @@ class OpenVINOSession(Session):
             config["INFERENCE_NUM_THREADS"] = settings.threads
         if settings.streams is not None:
             config["NUM_STREAMS"] = settings.streams
-        if settings.split > 1:
-            if settings.streams is not None and settings.streams < settings.split:
-                raise ConfigError(f"openvino split={settings.split} runs that many parts of a batch at once, on as "
-                                  f"many streams, but streams={settings.streams}: leave streams unset or raise it")
+        if settings.split > 1:  # streams under split are refused when the settings are built
             config["NUM_STREAMS"] = max(settings.split, settings.streams or 1)
         self._core, self._config = ov.Core(), config
         self._graph = self._core.read_model(str(path))

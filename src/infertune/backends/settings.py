@@ -91,6 +91,11 @@ class OpenVINOSettings:
     exporter: str = param("torchscript", "for torch models: torchscript (dynamo=False) or dynamo",
                           choices=("torchscript", "dynamo"))
 
+    def __post_init__(self) -> None:
+        if self.split > 1 and self.streams is not None and self.streams < self.split:
+            raise ConfigError(f"openvino split={self.split} runs that many parts of a batch at once, on as many "
+                              f"streams, but streams={self.streams}: leave streams unset or raise it")
+
 
 def _coerce(backend: str, name: str, value: Any, kind: type) -> Any:
     if value is None or (kind is not bool and isinstance(value, kind)):

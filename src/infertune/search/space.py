@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from infertune.errors import ConfigError
 from infertune.search.recipe import Recipe
 
 
@@ -301,5 +302,10 @@ def setting_variants(recipe: Recipe) -> list[Recipe]:
             continue  # the recipe chose it on purpose
         for value in values:
             if value != getattr(current, name):
-                variants.append(with_options(recipe, **{name: value}))
+                variant = with_options(recipe, **{name: value})
+                try:
+                    make_backend_settings(recipe.backend, **variant.backend_options)
+                except ConfigError:
+                    continue  # a combination the backend refuses (OpenVINO split=2 on a recipe with streams=1)
+                variants.append(variant)
     return variants
