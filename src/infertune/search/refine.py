@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from typing import Any
 
 from infertune.search.recipe import Recipe, with_options
 from infertune.search.records import Status, TrialRecord
@@ -31,8 +32,8 @@ def refine_queue(finished: list[TrialRecord], base: Recipe, leader: TrialRecord 
 
     seen = tried(finished)
     sources = []
-    if leader is not None:
-        recipe = Recipe.from_dict(leader.recipe)
+    recipe = Recipe.from_dict(leader.recipe) if leader is not None else None
+    if recipe is not None:
         variants = setting_variants(recipe)
         if not settings_only:
             variants += insertion_variants(with_best_settings(finished, leader), model_format, objective, needs)
@@ -44,7 +45,7 @@ def refine_queue(finished: list[TrialRecord], base: Recipe, leader: TrialRecord 
     for source_id, variants in sources:
         for number, variant in enumerate(variants, 1):
             key = json.dumps(variant.to_dict(), sort_keys=True)
-            if source_id != "baseline" and skip and _setting_changes(Recipe.from_dict(leader.recipe), variant) & skip:
+            if source_id != "baseline" and skip and _pairs(_changed_options(recipe, variant)) & skip:
                 continue
             if key not in seen:
                 seen.add(key)
@@ -82,16 +83,21 @@ def lost_settings(finished: list[TrialRecord], leader: TrialRecord) -> frozenset
     source, lost = Recipe.from_dict(leader.recipe), set()
     for record in _variants(finished, leader):
         variant = Recipe.from_dict(record.recipe)
-        if variant.passes != source.passes or len(changed := _setting_changes(source, variant)) != 1:
+        if variant.passes != source.passes or len(changed := _changed_options(source, variant)) != 1:
             continue
         if record.status is Status.FAILED or (record.speedup is not None
                                               and record.speedup.high < leader.speedup.value):
-            lost |= changed
+            lost |= _pairs(changed)
     return frozenset(lost)
 
 
-def _setting_changes(source: Recipe, variant: Recipe) -> set[tuple[str, str]]:
-    return {(k, json.dumps(v)) for k, v in variant.backend_options.items() if source.backend_options.get(k) != v}
+def _changed_options(source: Recipe, variant: Recipe) -> dict[str, Any]:
+    """The backend settings `variant` sets to other values than `source`."""
+    return {k: v for k, v in variant.backend_options.items() if source.backend_options.get(k) != v}
+
+
+def _pairs(options: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(k, json.dumps(v)) for k, v in options.items()}
 
 
 def _variants(finished: list[TrialRecord], leader: TrialRecord) -> list[TrialRecord]:
@@ -123,7 +129,7 @@ def combined_queue(finished: list[TrialRecord], leader: TrialRecord) -> list[tup
             if inserted and ("passes" not in better or record.speedup.value > better["passes"][0]):
                 better["passes"] = (record.speedup.value, variant.passes)
             continue
-        changed = {k: v for k, v in variant.backend_options.items() if source.backend_options.get(k) != v}
+        changed = _changed_options(source, variant)
         if len(changed) == 1:
             (name, value), = changed.items()
             if name not in better or record.speedup.value > better[name][0]:
