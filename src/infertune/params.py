@@ -17,12 +17,14 @@ from infertune.errors import ConfigError
 
 def param(default: Any, help: str, *, search: tuple | None = None, candidates: tuple = (),
           choices: tuple | None = None, low: float | None = None, high: float | None = None, open_low: bool = False,
-          open_high: bool = False) -> Any:
+          open_high: bool = False, needs: tuple[str, ...] = (), objectives: tuple[str, ...] = ()) -> Any:
     """A config field: its default, what it means, the values it may take (`choices`, or a range from `low` to
     `high`, bounds included unless `open_low` / `open_high`) and, where the search should try several, its space
     (`search`: a tuple of values, tried one at a time on a built candidate) or, for a value that changes the
     outputs (a backend's bf16 precision), `candidates`: values the search's first stage tries as candidates of
-    their own, each judged against the accuracy budget."""
+    their own, each judged against the accuracy budget. `needs` (among the pass registry's NEEDS) and
+    `objectives` narrow where the search tries the `search` values: only on a model that meets the needs, and only
+    for those objectives (all when empty)."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("config defaults must be immutable: use a tuple")
     if search is not None and not callable(search):  # a callable's values depend on the machine (core counts)
@@ -32,7 +34,8 @@ def param(default: Any, help: str, *, search: tuple | None = None, candidates: t
         _check_value("candidate", value, choices, low, high, open_low, open_high)
     return field(default=default, metadata={"help": help, "search": search, "candidates": tuple(candidates),
                                             "choices": choices, "low": low, "high": high, "open_low": open_low,
-                                            "open_high": open_high})
+                                            "open_high": open_high, "needs": tuple(needs),
+                                            "objectives": tuple(objectives)})
 
 
 def check(owner: str, config: Any) -> None:
@@ -48,12 +51,17 @@ def check(owner: str, config: Any) -> None:
             raise ConfigError(f"{owner} option {f.name}={value!r} {problem}")
 
 
-def search_space(cls: type) -> dict[str, tuple]:
+def search_space(cls: type, *, met: frozenset[str] | None = None, objective: str | None = None) -> dict[str, tuple]:
     """Field name -> the values the search should try, for the fields that declare some (a callable space is
-    asked now: it depends on the machine)."""
+    asked now: it depends on the machine), less those whose `needs` are not all in `met` or whose `objectives` leave
+    out `objective` (each checked where given)."""
     found = {}
     for f in dataclasses.fields(cls):
         space = f.metadata.get("search")
+        if met is not None and not set(f.metadata.get("needs", ())) <= met:
+            continue
+        if objective is not None and f.metadata.get("objectives") and objective not in f.metadata["objectives"]:
+            continue
         if space:
             found[f.name] = tuple(space()) if callable(space) else tuple(space)
     return found

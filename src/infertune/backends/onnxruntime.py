@@ -8,6 +8,7 @@ import numpy as np
 
 from infertune.backends.base import Session, outputs_dict
 from infertune.backends.onnx_artifact import onnx_path_for
+from infertune.backends.ragged import by_length, in_input_order, length_axes
 from infertune.backends.settings import OnnxRuntimeSettings
 from infertune.passes.export import onnx_bytes
 from infertune.errors import ConfigError
@@ -68,6 +69,9 @@ class OnnxRuntimeSession(Session):
                                              providers=[PROVIDERS[settings.device]],
                                              disabled_optimizers=disabled_optimizers(settings))
         self._inputs = [i.name for i in self._session.get_inputs()]
+        self._lengths = length_axes(model.signature) if settings.by_length else None
+        if self._lengths is not None and self._lengths[0] not in self._inputs:
+            self._lengths = None  # a graph that does not read the mask
 
     @functools.cached_property
     def artifact_bytes(self) -> int:
@@ -81,8 +85,14 @@ class OnnxRuntimeSession(Session):
         return weight_precision(self._path)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self._session.run(self.signature.output_names, {n: inputs[n] for n in self._inputs})
-        return outputs_dict(self.signature, [np.asarray(v, dtype=np.float32) for v in values])
+        feed = {n: inputs[n] for n in self._inputs}
+        if self._lengths is None or len(feed[self._lengths[0]]) < 2:
+            values = self._session.run(self.signature.output_names, feed)
+            return outputs_dict(self.signature, [np.asarray(v, dtype=np.float32) for v in values])
+        parts, order = by_length(feed, self._lengths)  # one part after the other (ragged.py)
+        runs = [self._session.run(self.signature.output_names, part) for part in parts]
+        values = [np.concatenate([np.asarray(run[i], dtype=np.float32) for run in runs]) for i in range(len(runs[0]))]
+        return outputs_dict(self.signature, in_input_order(values, order))
 
 
 def load(model, settings: OnnxRuntimeSettings) -> OnnxRuntimeSession:

@@ -15,6 +15,7 @@ import numpy as np
 
 from infertune.backends.base import Session, outputs_dict
 from infertune.backends.onnx_artifact import onnx_path_for
+from infertune.backends.ragged import by_length, in_input_order, length_axes
 from infertune.backends.settings import STATIC_COMPILES_MAX, STATIC_SHAPES_KEPT, OpenVINOSettings
 from infertune.passes.export import onnx_bytes
 from infertune.errors import ConfigError
@@ -79,6 +80,9 @@ class OpenVINOSession(Session):
         # a batch splits only where every output holds one row per input row (its first axis is the batch's)
         self._splits = settings.split > 1 and all(spec.shape and isinstance(spec.shape[0], str)
                                                   for spec in model.signature.outputs)
+        self._lengths = length_axes(model.signature) if settings.by_length else None
+        if self._lengths is not None and self._lengths[0] not in self._inputs:
+            self._lengths = None  # a graph that does not read the mask
         ran = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         self._compute = {ov.Type.f32: "fp32", ov.Type.bf16: "bf16", ov.Type.f16: "fp16"}.get(ran, str(ran))
         self._paths = (model.ir_path, path)
@@ -87,15 +91,19 @@ class OpenVINOSession(Session):
     def _new_requests(compiled, count: int) -> list:
         return [compiled.create_infer_request() for _ in range(count)]
 
-    def _parts(self, feed: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """`feed` as `split` runs of consecutive rows, run at once on as many streams (whole when the batch has
-        fewer rows). Two parts on two cores, one thread each, wait on no thread of the other's: MiniLM NNCF int8
-        at batch 32 ran 1.02x to 1.12x faster split in two (README, the backends' settings)."""
+    def _parts(self, feed: dict[str, np.ndarray]) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+        """(parts, order): `feed` as `split` runs of consecutive rows, run at once on as many streams (whole when
+        the batch has fewer rows), and None. Two parts on two cores, one thread each, wait on no thread of the
+        other's: MiniLM NNCF int8 at batch 32 ran 1.02x to 1.12x faster split in two (README, the backends'
+        settings). With `by_length`, rows sorted by length, in parts of balanced work under split (else the cut of
+        least work, run one after the other), and the order they came in (`ragged.by_length`)."""
         rows = len(next(iter(feed.values())))
+        if self._lengths is not None and rows > 1:
+            return by_length(feed, self._lengths, parallel=self.settings.split if self._splits else 0)
         if not self._splits or rows < self.settings.split:
-            return [feed]
+            return [feed], None
         bounds = np.linspace(0, rows, self.settings.split + 1).round().astype(int)
-        return [{name: array[a:b] for name, array in feed.items()} for a, b in zip(bounds[:-1], bounds[1:])]
+        return [{name: array[a:b] for name, array in feed.items()} for a, b in zip(bounds[:-1], bounds[1:])], None
 
     def _request_for(self, feed: dict[str, np.ndarray]) -> tuple[list, tuple | None]:
         """The requests to run `feed` on (one per part of a split batch), and the shape to credit with the call's
@@ -152,7 +160,7 @@ class OpenVINOSession(Session):
         if self.settings.shapes == "dynamic":
             return
         counts = collections.Counter(tuple(part[name].shape for name in self._inputs)
-                                     for batch in batches for part in self._parts(batch))
+                                     for batch in batches for part in self._parts(batch)[0])
         for key, _ in counts.most_common(STATIC_SHAPES_KEPT):
             if key not in self._static and self.compiles < STATIC_COMPILES_MAX:
                 self._earned.pop(key, None)
@@ -170,7 +178,16 @@ class OpenVINOSession(Session):
         return self._compute if weights == "fp32" else f"{weights}+{self._compute}"
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        parts = self._parts({n: inputs[n] for n in self._inputs})
+        parts, order = self._parts({n: inputs[n] for n in self._inputs})
+        if order is not None and not self._splits:  # cut by length, run one part after the other
+            values = [self._run([part]) for part in parts]
+            values = [np.concatenate([each[i] for each in values]) for i in range(len(values[0]))]
+        else:
+            values = self._run(parts)
+        return outputs_dict(self.signature, values if order is None else in_input_order(values, order))
+
+    def _run(self, parts: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """The outputs of `parts`, run at once (one request each), concatenated in part order."""
         chosen = [self._request_for(part) for part in parts]
         running = [requests[slot] for slot, (requests, _) in enumerate(chosen)]  # parts of one shape: own requests
         started = time.perf_counter()
@@ -184,10 +201,9 @@ class OpenVINOSession(Session):
         seconds = time.perf_counter() - started
         for earning in {earning for _, earning in chosen if earning is not None}:  # parts ran at once: once each
             self._earn(earning, seconds)
-        values = [np.concatenate([request.get_output_tensor(i).data for request in running]).astype(np.float32)
-                  if len(running) > 1 else running[0].get_output_tensor(i).data.astype(np.float32, copy=True)
-                  for i in range(len(self._compiled.outputs))]
-        return outputs_dict(self.signature, values)
+        return [np.concatenate([request.get_output_tensor(i).data for request in running]).astype(np.float32)
+                if len(running) > 1 else running[0].get_output_tensor(i).data.astype(np.float32, copy=True)
+                for i in range(len(self._compiled.outputs))]
 
 
 def port_name(port, wanted: list[str]) -> str:

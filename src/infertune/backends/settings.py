@@ -65,6 +65,10 @@ class OnnxRuntimeSettings:
                                          "that CPU kernel ran 7x slower than LayerNormalization's on a batch of 32 "
                                          "MiniLM rows, 3x on one sentence",
                                   search=(False, True))
+    by_length: bool = param(False, "cut a batch by length: rows sorted by their real length (the attention mask), "
+                                   "each part run without the padding none of its rows needs, the outputs put back "
+                                   "in order (two parts, one after the other, where that saves a tenth of the padded work). Only for a model whose outputs have no sequence axis",
+                            search=(False, True), needs=("padded-sequences",), objectives=("throughput",))
     exporter: str = param("torchscript", "for torch models: torchscript (dynamo=False) or dynamo",
                           choices=("torchscript", "dynamo"))
 
@@ -88,6 +92,10 @@ class OpenVINOSettings:
                                    f"compile takes (about 0.4 s for MiniLM; the {STATIC_SHAPES_KEPT} last used "
                                    "kept): faster where shapes repeat, the same where they do not",
                         choices=("dynamic", "static"), search=("dynamic", "static"))
+    by_length: bool = param(False, "cut a batch by length: rows sorted by their real length (the attention mask), "
+                                   "each part run without the padding none of its rows needs, the outputs put back "
+                                   "in order; under split, parts of balanced work run at once. Only for a model whose outputs have no sequence axis",
+                            search=(False, True), needs=("padded-sequences",), objectives=("throughput",))
     exporter: str = param("torchscript", "for torch models: torchscript (dynamo=False) or dynamo",
                           choices=("torchscript", "dynamo"))
 

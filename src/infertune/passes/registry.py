@@ -22,7 +22,7 @@ from infertune.params import Checked, check, param, search_space  # noqa: F401  
 STAGES = ("export", "graph", "precision", "structure")
 # torch-layers: a torch module with nn.Linear / nn.Conv layers, which the trained passes rewrite (a Keras model run
 # on Keras' torch backend has none)
-NEEDS = ("calibration", "training", "transformer", "convolutions", "torch-layers")
+NEEDS = ("calibration", "training", "transformer", "convolutions", "torch-layers", "padded-sequences")
 OBJECTIVES = ("latency", "throughput", "size")
 INT8_ISA = ("amx_int8", "avx512_vnni", "avx_vnni")  # what makes int8 matmuls fast on a CPU
 BF16_ISA = ("amx_bf16", "avx512_bf16")

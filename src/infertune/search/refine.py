@@ -34,13 +34,13 @@ def refine_queue(finished: list[TrialRecord], base: Recipe, leader: TrialRecord 
     sources = []
     recipe = Recipe.from_dict(leader.recipe) if leader is not None else None
     if recipe is not None:
-        variants = setting_variants(recipe)
+        variants = setting_variants(recipe, needs, objective)
         if not settings_only:
             variants += insertion_variants(with_best_settings(finished, leader), model_format, objective, needs)
             variants += pass_variants(recipe)
         sources.append((leader.id, variants))
     if not settings_only:
-        sources.append(("baseline", setting_variants(base)))
+        sources.append(("baseline", setting_variants(base, needs, objective)))
     queue = []
     for source_id, variants in sources:
         for number, variant in enumerate(variants, 1):

@@ -92,8 +92,16 @@ def needs_met(model, *, has_calibration: bool, has_training: bool) -> frozenset[
     met = {need for need, present in (("calibration", has_calibration), ("training", has_training),
                                       ("transformer", _is_transformer(model)),
                                       ("convolutions", _has_convolutions(model)),
-                                      ("torch-layers", _has_torch_layers(model))) if present}
+                                      ("torch-layers", _has_torch_layers(model)),
+                                      ("padded-sequences", _padded_sequences(model))) if present}
     return frozenset(met)
+
+
+def _padded_sequences(model) -> bool:
+    """Whether a batch of this model may be cut by length (backends/ragged.py)."""
+    from infertune.backends.ragged import length_axes
+
+    return length_axes(model.signature) is not None
 
 
 def _is_transformer(model) -> bool:
@@ -283,11 +291,14 @@ def mixed_precision_fallback(recipe: Recipe, max_drop: float) -> Recipe | None:
     return None
 
 
-def setting_variants(recipe: Recipe) -> list[Recipe]:
+def setting_variants(recipe: Recipe, needs: frozenset[str] | None = None,
+                     objective: str | None = None) -> list[Recipe]:
     """The refine stage's candidates for a built recipe: its backend's runtime settings, one at a time, over the
     values the settings class declares (`param(search=...)`: intra-op threads from 1 to the usable cores, ONNX
     Runtime spinning and graph level, OpenVINO hint and streams, torch.compile mode and freezing). The outputs
-    stay the same, so speed alone decides; a setting added to a backend's class is tried with no change here."""
+    stay the same, so speed alone decides; a setting added to a backend's class is tried with no change here.
+    With `needs` (what the model meets) and `objective`, a setting that declares needs or objectives is tried only
+    where they hold (OpenVINO's and ONNX Runtime's `by_length`: padded sequences, throughput)."""
     from infertune.backends import BACKENDS, make_backend_settings
     from infertune.params import search_space
     from infertune.search.recipe import with_options
@@ -297,7 +308,7 @@ def setting_variants(recipe: Recipe) -> list[Recipe]:
         return []
     current = make_backend_settings(recipe.backend, **recipe.backend_options)
     variants = []
-    for name, values in search_space(entry.settings).items():
+    for name, values in search_space(entry.settings, met=needs, objective=objective).items():
         if name in recipe.backend_options:
             continue  # the recipe chose it on purpose
         for value in values:
