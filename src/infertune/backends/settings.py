@@ -67,7 +67,8 @@ class OnnxRuntimeSettings:
                                   search=(False, True))
     by_length: bool = param(False, "cut a batch by length: rows sorted by their real length (the attention mask), "
                                    "each part run without the padding none of its rows needs, the outputs put back "
-                                   "in order (two parts, one after the other, where that saves a tenth of the padded work). Only for a model whose outputs have no sequence axis",
+                                   "in order (two parts, one after the other, where that saves a tenth of the "
+                                   "padded work). Only for a model whose outputs have no sequence axis",
                             search=(False, True), needs=("padded-sequences",), objectives=("throughput",))
     exporter: str = param("torchscript", "for torch models: torchscript (dynamo=False) or dynamo",
                           choices=("torchscript", "dynamo"))
@@ -94,7 +95,8 @@ class OpenVINOSettings:
                         choices=("dynamic", "static"), search=("dynamic", "static"))
     by_length: bool = param(False, "cut a batch by length: rows sorted by their real length (the attention mask), "
                                    "each part run without the padding none of its rows needs, the outputs put back "
-                                   "in order; under split, parts of balanced work run at once. Only for a model whose outputs have no sequence axis",
+                                   "in order; under split, parts of balanced work run at once. Only for a model "
+                                   "whose outputs have no sequence axis",
                             search=(False, True), needs=("padded-sequences",), objectives=("throughput",))
     exporter: str = param("torchscript", "for torch models: torchscript (dynamo=False) or dynamo",
                           choices=("torchscript", "dynamo"))
