@@ -54,9 +54,13 @@ def check(owner: str, config: Any) -> None:
 def search_space(cls: type, *, met: frozenset[str] | None = None, objective: str | None = None) -> dict[str, tuple]:
     """Field name -> the values the search should try, for the fields that declare some (a callable space is
     asked now: it depends on the machine), less those whose `needs` are not all in `met` or whose `objectives` leave
-    out `objective` (each checked where given)."""
+    out `objective` (each checked where given). With `objective`, the fields declared for it come first: made for
+    that objective, they are the likeliest to pay, and a time budget may end the list."""
     found = {}
-    for f in dataclasses.fields(cls):
+    fields = dataclasses.fields(cls)
+    if objective is not None:
+        fields = sorted(fields, key=lambda f: objective not in f.metadata.get("objectives", ()))
+    for f in fields:
         space = f.metadata.get("search")
         if met is not None and not set(f.metadata.get("needs", ())) <= met:
             continue

@@ -137,5 +137,6 @@ def test_the_search_offers_it_for_throughput_on_padded_sequences_only(classifier
     for backend in ("onnxruntime", "openvino"):
         throughput = setting_variants(Recipe(backend=backend), met, "throughput")
         assert [r.backend_options for r in throughput if "by_length" in r.backend_options] == [{"by_length": True}]
+        assert throughput[0].backend_options == {"by_length": True}  # made for throughput: tried first
         latency = setting_variants(Recipe(backend=backend), met, "latency")
         assert not any("by_length" in r.backend_options for r in latency)
