@@ -47,3 +47,35 @@ def test_a_wildly_noisy_speedup_is_measured_again_then_marked_unstable(monkeypat
     assert noisy.attempts == 2 and noisy.stable is False and noisy.high / noisy.low > trial.SPREAD_LIMIT
     steady = trial.speedup(Sleeper(0.002), Sleeper(0.001), batches, rounds=6, p50_ms=1.0, say=lambda _: None)
     assert steady.stable is True and steady.attempts == 1 and 1.5 < steady.value < 2.5
+
+
+def test_a_trial_runs_the_file_an_earlier_trial_built_from_the_same_passes(tmp_path, mlp_model):
+    """A settings variant (or a confirmation) of a built candidate runs that candidate's file, with its notes, and
+    builds nothing; other passes, or passes whose file is gone, are built afresh."""
+    from infertune.passes.export import ExportOnnx
+    from infertune.passes.quantize.onnx_backend import Int8Dynamic
+    from infertune.search.recipe import Recipe
+    from infertune.search.trial import TrialJob, _build
+
+    def job(trial_id, recipe):
+        return TrialJob(id=trial_id, model={}, recipe=recipe.to_dict(), workdir=str(tmp_path / "trials" / trial_id),
+                        baseline_recipe={}, baseline_outputs="")
+
+    def build(trial_id, recipe):
+        said = []
+        artifact, outputs = _build(job(trial_id, recipe), mlp_model, recipe, None, said.append)
+        return artifact, outputs, said
+
+    leader = Recipe(passes=(ExportOnnx(), Int8Dynamic()), backend="onnxruntime")
+    first, first_outputs, said = build("c04", leader)
+    assert "applying passes" in said
+    variant = Recipe(passes=leader.passes, backend="onnxruntime", options=(("threads", 1),))
+    again, outputs, said = build("c04-s1", variant)
+    assert said == ["running the artifact c04 built"]
+    assert again.onnx_path == first.onnx_path and again.signature == first.signature
+    assert [o.notes for o in outputs] == [o.notes for o in first_outputs]
+    other = Recipe(passes=(ExportOnnx(), Int8Dynamic(per_channel=False)), backend="onnxruntime")
+    assert "applying passes" in build("c05", other)[2]
+    first.onnx_path.unlink()
+    rebuilt, _, said = build("c04+confirm", leader)
+    assert "applying passes" in said and rebuilt.onnx_path.is_file()

@@ -112,14 +112,11 @@ def run_trial(job: TrialJob, model, dataset, say=print) -> TrialRecord:
     from infertune.bench import memory, timing
     from infertune.bench.workload import build_workload
     from infertune.data import save_npz
-    from infertune.search.recipe import apply_recipe
 
     heldout = dataset.split("heldout") if dataset is not None else None
     data_name = dataset.name if dataset is not None else None
     recipe = Recipe.from_dict(job.recipe)
-    say("applying passes")
-    artifact, outputs = apply_recipe(model, recipe, data=dataset, workdir=Path(job.workdir) / "build",
-                                     progress=lambda s: say(s))
+    artifact, outputs = _build(job, model, recipe, dataset, say)
     if job.confirm:
         return _confirm(job, model, artifact, recipe, heldout, data_name, say)
     memory.reset_peak_rss()
@@ -174,6 +171,56 @@ def run_trial(job: TrialJob, model, dataset, say=print) -> TrialRecord:
     batches = _objective_batches(workload, batch, job.objective)
     return result.replace(speedup=speedup(baseline, session, batches, rounds=job.rounds, p50_ms=stats[batch].p50_ms,
                                           say=say))
+
+
+BUILT = "built.json"  # in a trial's build folder: the passes it applied and the file they made
+
+
+def _build(job: TrialJob, model, recipe: Recipe, dataset, say):
+    """(artifact, pass outputs) of the recipe's passes. Where an earlier trial of this run built the same passes
+    into a file (an ONNX graph, an OpenVINO IR), that file is run again: a settings variant, or a leader confirmed,
+    runs its leader's artifact, so refine spends its time measuring, not rebuilding (NNCF calibrates MiniLM for
+    about 15 s). Else the passes are applied here, and the file recorded for the trials after this one."""
+    import json
+
+    from infertune.io import write_json_atomic
+    from infertune.model.onnx_file import with_artifact
+    from infertune.passes.registry import PassOutput
+    from infertune.search.recipe import apply_recipe
+
+    passes = recipe.to_dict()["passes"]
+    for found in sorted(Path(job.workdir).parent.glob(f"*/build/{BUILT}")) if passes else ():
+        try:
+            saved = json.loads(found.read_text())
+        except (OSError, ValueError):
+            continue
+        if saved.get("passes") == passes and Path(saved.get("artifact", "")).is_file():
+            say(f"running the artifact {found.parent.parent.name} built")
+            artifact = with_artifact(model, saved["artifact"])
+            artifact = dataclasses.replace(artifact, meta={**artifact.meta, **saved["meta"]})
+            return artifact, [PassOutput(artifact, notes=notes, details=details) for notes, details in saved["outputs"]]
+    say("applying passes")
+    build = Path(job.workdir) / "build"
+    artifact, outputs = apply_recipe(model, recipe, data=dataset, workdir=build, progress=lambda s: say(s))
+    path = _artifact_path(artifact)
+    if passes and path and not any(o.model.format == "torch" for o in outputs):  # a file is the whole artifact
+        write_json_atomic(build / BUILT, {"passes": passes, "artifact": path, "meta": _plain(artifact.meta),
+                                          "outputs": [[list(o.notes), _plain(o.details)] for o in outputs]})
+    return artifact, outputs
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of `values` that JSON keeps as they are."""
+    import json
+
+    kept = {}
+    for key, value in values.items():
+        try:
+            if json.loads(json.dumps(value)) == value:
+                kept[key] = value
+        except (TypeError, ValueError):
+            pass
+    return kept
 
 
 def _confirm(job: TrialJob, model, artifact, recipe: Recipe, heldout, data_name, say) -> TrialRecord:
