@@ -38,7 +38,7 @@ def length_axes(signature) -> tuple[str, tuple[str, ...]] | None:
 
 def real_lengths(mask: np.ndarray) -> np.ndarray:
     """Per row, one past the last position the mask marks real (0 for a row with none)."""
-    marked = mask.reshape(len(mask), mask.shape[1], -1).any(axis=2) if mask.ndim >= 2 else mask[:, None] != 0
+    marked = mask.reshape(len(mask), mask.shape[1], -1).any(axis=2)
     last = marked.shape[1] - np.argmax(marked[:, ::-1], axis=1)
     return np.where(marked.any(axis=1), last, 0)
 

@@ -296,7 +296,9 @@ def setting_variants(recipe: Recipe, needs: frozenset[str] | None = None,
     """The refine stage's candidates for a built recipe: its backend's runtime settings, one at a time, over the
     values the settings class declares (`param(search=...)`: intra-op threads from 1 to the usable cores, ONNX
     Runtime spinning and graph level, OpenVINO hint and streams, torch.compile mode and freezing). The outputs
-    stay the same, so speed alone decides; a setting added to a backend's class is tried with no change here.
+    stay the same, so speed decides (ONNX Runtime's dynamic int8 cut `by_length` moves them a little: each variant
+    is judged on its held-out outputs like any candidate); a setting added to a backend's class is tried with no
+    change here.
     With `needs` (what the model meets) and `objective`, a setting that declares needs or objectives is tried only
     where they hold (OpenVINO's and ONNX Runtime's `by_length`: padded sequences, throughput)."""
     from infertune.backends import BACKENDS, make_backend_settings
