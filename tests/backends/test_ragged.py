@@ -91,29 +91,12 @@ def test_a_mean_pooled_bert_split_by_length_matches_the_whole_batch():
 def test_it_never_applies_where_the_numbers_could_depend_on_padding(tmp_path):
     """Per-token outputs (a tagger), or no attention mask (an LSTM): no cut, and the search does not offer it."""
     import torch
-    from transformers import BertConfig, BertModel
 
     from infertune.search.recipe import Recipe
     from infertune.search.space import needs_met, setting_variants
-    from infertune.testing.models import lstm_tagger
+    from infertune.testing.models import lstm_tagger, token_tagger_onnx
 
-    torch.manual_seed(0)
-    encoder = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                   intermediate_size=32), add_pooling_layer=False).eval()
-
-    class Tagger(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder, self.head = encoder, torch.nn.Linear(16, 3)
-
-        def forward(self, input_ids, attention_mask):
-            return self.head(self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state)
-
-    tagger = tmp_path / "tagger.onnx"
-    ids, mask = torch.randint(1, 50, (2, 7)), torch.ones(2, 7, dtype=torch.int64)
-    torch.onnx.export(Tagger().eval(), (ids, mask), str(tagger), input_names=["input_ids", "attention_mask"],
-                      output_names=["tags"], dynamo=False,
-                      dynamic_axes={n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "tags")})
+    tagger = token_tagger_onnx(tmp_path / "tagger.onnx")
     lstm = tmp_path / "lstm.onnx"
     torch.onnx.export(lstm_tagger(), (torch.randn(1, 12, 16),), str(lstm), input_names=["x"], output_names=["y"],
                       dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)

@@ -116,27 +116,9 @@ def test_a_model_without_an_attention_mask_is_refused_by_name(tmp_path):
 def test_per_token_outputs_are_refused(tmp_path):
     """A token tagger's outputs at padded positions are the model's own numbers; packed, they would read zeros,
     so the pass refuses rather than change them."""
-    import torch
-    from transformers import BertConfig, BertModel
-
     from infertune.resolver import load_model
+    from infertune.testing.models import token_tagger_onnx
 
-    torch.manual_seed(0)
-    encoder = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                   intermediate_size=32), add_pooling_layer=False).eval()
-
-    class Tagger(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder, self.head = encoder, torch.nn.Linear(16, 3)
-
-        def forward(self, input_ids, attention_mask):
-            return self.head(self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state)
-
-    path = tmp_path / "tagger.onnx"
-    ids, mask = torch.randint(1, 50, (2, 7)), torch.ones(2, 7, dtype=torch.int64)
-    torch.onnx.export(Tagger().eval(), (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
-                      output_names=["tags"], dynamo=False,
-                      dynamic_axes={n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "tags")})
+    path = token_tagger_onnx(tmp_path / "tagger.onnx")
     with pytest.raises(UnsupportedModelError, match="its output tags holds a value per token"):
         apply(load_model(str(path)), Unpad(), PassContext(workdir=tmp_path))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -159,6 +161,33 @@ def lstm_tagger():
             return self.head(out[:, -1])
 
     return Tagger().eval()
+
+
+def token_tagger_onnx(path):
+    """A one-layer BERT with a head on every token, exported to ONNX at `path`: (N, L) ids and attention mask in,
+    (N, L, 3) tag scores out, a value per token (padded ones included). Returns `path`."""
+    torch = _seeded()
+    from transformers import BertConfig, BertModel
+
+    encoder = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32), add_pooling_layer=False).eval()
+
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.head = encoder, torch.nn.Linear(16, 3)
+
+        def forward(self, input_ids, attention_mask):
+            return self.head(self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state)
+
+    ids, mask = torch.randint(1, 50, (2, 7)), torch.ones(2, 7, dtype=torch.int64)
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice, as passes/export.py does
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(Tagger().eval(), (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=["tags"], dynamo=False,
+                          dynamic_axes={n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask",
+                                                                                 "tags")})
+    return path
 
 
 def fused_qkv_attention():
