@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 MASK_INPUT = "attention_mask"
-SEQUENTIAL_PARTS = 2  # parts run one after another: at most this many ...
-SEQUENTIAL_GAIN = 0.9  # ... and a cut only where it leaves at most this share of the padded work
+SEQUENTIAL_GAIN = 0.9  # parts run one after another: two, and only where they leave at most this share of the work
 
 
 def length_axes(signature) -> tuple[str, tuple[str, ...]] | None:
