@@ -24,7 +24,7 @@ OBJECTIVES = ("latency", "throughput", "size")
 CONFIRM_AT_MOST = 4  # leaders measured again before one is written as best
 CONFIRM_ROUNDS = 12
 SETTING_ROUNDS = 3  # rounds of runtime settings: the first leader's, then those of a variant that beat it, ...
-CONFIRM_FLOOR_S = 240.0  # a confirmation rebuilds its candidate: past the time budget it still gets this long
+CONFIRM_FLOOR_S = 240.0  # a confirmation may rebuild (a torch artifact): past the budget it still gets this long
 
 
 @dataclass
