@@ -84,8 +84,11 @@ def test_optimize_folder_chooses_a_faster_artifact_within_the_budget(run_dir):
     assert fused["metric"]["drop"] <= 0.01
     assert speed["batch"] == 1 and speed["low"] >= 2.0
     assert any(note.startswith("fused ") and "Attention x2" in note for note in fused["notes"]), fused["notes"]
-    if data["best"] is None:  # on a machine busy with other work, the confirming run may be too noisy to rest on
-        assert "unstable" in fused["reason"] and speed["confirmed"]["low"] >= 2.0, fused["reason"]
+    if data["best"] is None:  # on a machine busy with other work, the first measurement (measured twice) or the
+        # confirming run may be too noisy to rest on: the candidate is then rejected as unstable, never chosen
+        assert "unstable" in fused["reason"], fused["reason"]
+        assert speed["stable"] is False or speed["confirmed"]["stable"] is False, speed
+        assert (speed.get("confirmed") or speed)["low"] >= 2.0, speed
     else:
         assert data["best"] == "c01" and fused["status"] == "ok"
         assert json.loads((out / "model" / "manifest.json").read_text())["backend"] == "onnxruntime"
