@@ -114,6 +114,8 @@ ROWS = {
          [StructuredPrune(amount=0.25, fine_tune_epochs=3, lr=5e-5)], "torch", {}, TORCH_BASE),
         ("QAT int8 static QDQ (uint8 act, per-channel int8 weights), 400 steps, onnxruntime",
          [Qat(steps=400, lr=5e-6)], "onnxruntime", {}, ORT_BASE),
+        ("QAT int8 static QDQ (uint8 act, per-channel int8 weights), 400 steps, onnxruntime, cut by length",
+         [Qat(steps=400, lr=5e-6)], "onnxruntime", {"by_length": True}, ORT_BASE),  # static scales: rows as alone
         ("QAT int8 static QDQ (uint8 act, per-channel int8 weights), 400 steps, openvino",
          [Qat(steps=400, lr=5e-6)], "openvino", {}, OV_BASE),
         ("prune to the budget (validation drop <= 0.01), FFN neurons by activation, 5% steps, onnxruntime",
@@ -210,13 +212,19 @@ def quality(model_name, fid, baseline_top1):
     return f"top-1 {fid['top1_candidate']:.4f} ({(fid['top1_candidate'] - baseline_top1) * 100:+.1f} pt)"
 
 
+def _matches(label: str, pattern: str) -> bool:
+    """Whether a row's label holds `pattern` (case aside); a pattern ending in '$' must end the label."""
+    label, pattern = label.lower(), pattern.lower()
+    return label.endswith(pattern[:-1]) if pattern.endswith("$") else pattern in label
+
+
 def selected(name: str, patterns: list[str] | None) -> list[tuple]:
     """The model's rows whose label holds one of `patterns` (all when none), with the fp32 rows they are compared
     with, in the table's order."""
     rows = ROWS[name]
     if not patterns:
         return rows
-    chosen = [row for row in rows if any(p.lower() in row[0].lower() for p in patterns)]
+    chosen = [row for row in rows if any(_matches(row[0], p) for p in patterns)]
     if not chosen:
         raise SystemExit(f"--rows {patterns} match no {name} row: rows are " + "; ".join(r[0] for r in rows))
     keep = {row[0] for row in chosen} | {row[4] for row in chosen} | {TORCH_BASE}
@@ -326,7 +334,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short timing (a smoke run, not for quoting)")
     parser.add_argument("--only", choices=sorted(ROWS), help="one model only")
     parser.add_argument("--rows", action="append", metavar="TEXT",
-                        help="only the rows whose label holds TEXT (and the fp32 rows they are compared with)")
+                        help="only the rows whose label holds TEXT, or ends with it when TEXT ends in '$' (and the "
+                             "fp32 rows they are compared with)")
     parser.add_argument("--title", help="the section's title in --out (default: Passes, with the model and rows "
                                         "when --only or --rows narrows the run, so the full table stays)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
