@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from infertune.search.records import Latency, Metric, Speedup, Status, TrialRecord
-from infertune.search.select import best, mark_pareto, verdict
+from infertune.search.select import best, mark_pareto, outran_by, verdict
 
 RECIPE = {"format": "infertune.recipe", "version": 1, "passes": [], "backend": {"name": "onnxruntime"}}
 
@@ -113,3 +113,15 @@ def test_faster_interleaved_but_slower_alone_is_rejected():
                      objective="latency")
     assert judged.status is Status.REJECTED and "not faster when timed alone" in judged.reason
     assert judged.speedup.score == pytest.approx(11.498 / 1355.697)
+
+
+def test_an_over_budget_candidate_is_outrun_only_by_one_within_the_budget_and_faster_beyond_both_spreads():
+    over = verdict(candidate("c5", 0.90, 2.0, speed=2.5), BASE, max_drop=0.01, objective="latency")  # p90 2.6x
+    close = verdict(candidate("c2", 0.95, 2.5, speed=3.0), BASE, max_drop=0.01, objective="latency")  # p10 2.5x
+    far = verdict(candidate("c4", 0.95, 3.5, speed=4.0), BASE, max_drop=0.01, objective="latency")
+    faster_but_over = verdict(candidate("c3", 0.80, 5.0, speed=6.0), BASE, max_drop=0.01, objective="latency")
+    assert over.status is Status.REJECTED and faster_but_over.status is Status.REJECTED
+    assert outran_by(over, [close], "latency") is None  # inside c5's spread: its mixed fallback may still win
+    assert outran_by(over, [close, far, faster_but_over], "latency") is far
+    assert outran_by(over, [close, far], "size") is None  # a mixed graph is larger: size never skips it
+    assert outran_by(dataclasses.replace(over, speedup=None), [far], "latency") is None

@@ -66,6 +66,18 @@ def verdict(candidate: TrialRecord, baseline: TrialRecord, *, max_drop: float, o
     return candidate.replace(speedup=speed, status=Status.OK, reason=None)
 
 
+def outran_by(rejected: TrialRecord, others: list[TrialRecord], objective: str) -> TrialRecord | None:
+    """A candidate within the budget that is faster than `rejected` beyond both their spreads (its p10 speed-up
+    over the baseline above `rejected`'s p90), or None. Keeping some of `rejected`'s layers in float only slows it,
+    so its mixed-precision fallback cannot beat that one: the search spends its time elsewhere. Size is another
+    matter (a mixed graph is larger), so for the size objective there is never one."""
+    speed = rejected.speedup
+    if objective == "size" or speed is None:
+        return None
+    faster = [c for c in others if c.status is Status.OK and c.speedup is not None and c.speedup.low > speed.high]
+    return max(faster, key=lambda c: c.speedup.low, default=None)
+
+
 def judged_baseline(record: TrialRecord) -> TrialRecord:
     """The baseline's verdict: ok by definition, with no drop against itself."""
     return record.replace(status=Status.OK, reason=None, metric=dataclasses.replace(record.metric, drop=0.0))
