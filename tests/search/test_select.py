@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from infertune.search.records import Latency, Metric, Speedup, Status, TrialRecord
+from infertune.search.records import Latency, Metric, Speedup, Status, TrialRecord, metric_decimals
 from infertune.search.select import best, mark_pareto, outran_by, score, verdict
 
 RECIPE = {"format": "infertune.recipe", "version": 1, "passes": [], "backend": {"name": "onnxruntime"}}
@@ -75,6 +75,20 @@ def test_embeddings_with_one_sample_that_lost_its_meaning_are_rejected():
 def test_a_drop_exactly_at_the_budget_is_inside_it():
     at_budget = candidate("c1", 0.94, 1.5).replace(metric=Metric("top1", BASE.metric.value - 0.01))
     assert verdict(at_budget, BASE, max_drop=0.01, objective="latency").status is Status.OK
+
+
+def test_a_tiny_budget_prints_its_drop_and_floor_with_the_digits_that_judge_them():
+    """--max-drop 1e-8 printed "drop 0.0000 > 1e-08": the reason must show the figure it rejects on."""
+    base = dataclasses.replace(BASE, metric=Metric("cosine", 1.0, top10_agreement=1.0, worst_row=1.0))
+    tiny = candidate("c1", 1.0 - 3.2e-8, 1.5).replace(metric=Metric("cosine", 1.0 - 3.2e-8))
+    result = verdict(tiny, base, max_drop=1e-8, objective="latency")
+    assert result.status is Status.REJECTED and "drop 0.0000000320 > 1e-08" in result.reason, result.reason
+    one_row = candidate("c2", 1.0, 1.5).replace(metric=Metric("cosine", 1.0 - 5e-9, worst_row=1.0 - 2e-7))
+    result = verdict(one_row, base, max_drop=1e-8, objective="latency")
+    assert "at cosine 0.9999998000 < 0.99999990" in result.reason, result.reason
+    inside = candidate("c3", 1.0, 1.5).replace(metric=Metric("cosine", 1.0 - 0.99e-8))
+    assert verdict(inside, base, max_drop=1e-8, objective="latency").status is Status.OK
+    assert [metric_decimals(b) for b in (0.05, 0.01, 0.001, 1e-8, 0.0)] == [4, 4, 5, 10, 6]
 
 
 def test_a_blown_up_interleaved_ratio_is_checked_against_the_p50_ratio_and_never_wins():

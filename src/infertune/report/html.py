@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from infertune.io import write_bytes_atomic
-from infertune.search.records import Compute, Metric, Status, TrialRecord
+from infertune.search.records import Compute, Metric, Status, TrialRecord, metric_decimals
 
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 table{border-collapse:collapse;margin:12px 0}td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}
@@ -101,15 +101,15 @@ def _or_nan(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
-def _row(r: TrialRecord, best_id: str | None) -> str:
+def _row(r: TrialRecord, best_id: str | None, digits: int) -> str:
     """One candidate's line of the table; a failed one has only its id, recipe, status and reason."""
     status = r.status.value if r.status is not None else "?"
     metric, lat, speed = r.metric, r.latency, r.speedup
     cls = "chosen" if r.id == best_id else ""
     return (
         f'<tr class="{cls}"><td>{r.id}</td><td><code>{html.escape(_describe(r.recipe))}</code></td>'
-        f'<td class="{status}">{status}</td><td>{_or_nan(metric.value if metric else None):.4f}{_top10(metric)}</td>'
-        f'<td>{_or_nan(metric.drop if metric else None):.4f}</td><td>{_or_nan(lat.p50 if lat else None):.3f}</td>'
+        f'<td class="{status}">{status}</td><td>{_or_nan(metric.value if metric else None):.{digits}f}'
+        f'{_top10(metric)}</td><td>{_or_nan(metric.drop if metric else None):.{digits}f}</td><td>{_or_nan(lat.p50 if lat else None):.3f}</td>'
         f'<td>{_or_nan(lat.p99 if lat else None):.3f}</td>'
         f'<td>{(r.throughput.items_per_s if r.throughput else 0):.0f}</td>'
         + ('<td data-v="1">1.00x (baseline)</td>' if r.id == "baseline" else
@@ -140,7 +140,8 @@ def render(data: dict[str, Any]) -> str:
             "<th>peak RSS MB</th><th>GFLOP/s (of the peak of its dtype)</th><th>precision</th><th>training s</th><th>Pareto</th>"
             "<th>reason / notes</th>"
             "</tr></thead><tbody>"]
-    body += [_row(r, best_id) for r in rows]
+    digits = metric_decimals(data["budget"]["max_drop"])
+    body += [_row(r, best_id, digits) for r in rows]
     body.append("</tbody></table>")
     for r in rows:
         table = r.details.get("sensitivity")

@@ -140,14 +140,14 @@ def bench_table(results, batch_sizes, hw: dict) -> None:
 def optimize_table(result) -> None:
     """The summary at the end of optimize: every candidate with its verdict, then where the report is."""
     from infertune.search.recipe import Recipe
-    from infertune.search.records import TrialRecord
+    from infertune.search.records import TrialRecord, metric_decimals
 
     data = result.data
     table = Table(title=f"infertune optimize {data['model']} (objective {data['objective']}, "
                         f"max drop {data['budget']['max_drop']} of {data['budget']['metric']})")
     for column in ("id", "recipe", "status", "metric", "drop", "p50 ms", "speed-up", "size MB", "train s", "reason"):
         table.add_column(column)
-    nan = float("nan")
+    nan, digits = float("nan"), metric_decimals(data["budget"]["max_drop"])
     for r in (TrialRecord.from_dict(d) for d in [data["baseline"], *data["candidates"]]):
         try:
             recipe = Recipe.from_dict(r.recipe).describe()
@@ -157,9 +157,9 @@ def optimize_table(result) -> None:
         metric = r.metric
         top10 = None if metric is None else metric.top10_agreement
         table.add_row(r.id + mark, recipe, r.status.value if r.status is not None else "",
-                      f"{metric.value if metric else nan:.4f}"
+                      f"{metric.value if metric else nan:.{digits}f}"
                       + (f" (top-10 {top10:.3f})" if top10 is not None else ""),
-                      f"{nan if metric is None or metric.drop is None else metric.drop:.4f}",
+                      f"{nan if metric is None or metric.drop is None else metric.drop:.{digits}f}",
                       f"{r.latency.p50 if r.latency else nan:.3f}",
                       f"{r.speedup.value:.2f}x" if r.speedup else "-",
                       f"{(r.size_bytes or 0) / 1e6:.2f}",

@@ -10,9 +10,19 @@ last. A record from an older version that lacked a measurement key gains it, as 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping
+
+
+def metric_decimals(max_drop: float) -> int:
+    """Decimals that show a metric and its drop finely enough to judge them against `max_drop`: 4 for budgets
+    of 0.01 and above, two more than the budget's own for smaller ones (1e-08 gives 10), so a drop over a tiny
+    budget never prints as 0.0000."""
+    if not max_drop > 0:
+        return 6
+    return min(12, max(4, math.ceil(-math.log10(max_drop)) + 2))
 
 
 class Status(Enum):

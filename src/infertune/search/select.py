@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from infertune.search.records import Status, TrialRecord
+from infertune.search.records import Status, TrialRecord, metric_decimals
 
 P50_AGREE = 1.5  # the interleaved speed-up counts up to this many times the p50 ratio; slower alone and
 # further apart than this, a candidate is rejected
@@ -28,10 +28,10 @@ def verdict(candidate: TrialRecord, baseline: TrialRecord, *, max_drop: float, o
                                  reason=f"no {candidate.metric.name} could be measured on the held-out outputs")
     drop = baseline.metric.value - candidate.metric.value
     candidate = candidate.replace(metric=dataclasses.replace(candidate.metric, drop=drop))
-    name = candidate.metric.name
-    if drop > max_drop + 1e-9:  # 1 - 0.99 is 0.010000000000000009 in floating point: at the budget is inside it
+    name, digits = candidate.metric.name, metric_decimals(max_drop)
+    if drop > max_drop * (1 + 1e-9) + 1e-12:  # 1 - 0.99 is 0.010000000000000009: at the budget is inside it
         return candidate.replace(status=Status.REJECTED,
-                                 reason=f"over budget: {name} drop {drop:.4f} > {max_drop} on held-out samples")
+                                 reason=f"over budget: {name} drop {drop:.{digits}f} > {max_drop} on held-out samples")
     top10 = candidate.metric.top10_agreement
     if min_top10 is not None and top10 is not None and top10 < min_top10:
         return candidate.replace(status=Status.REJECTED, reason=f"over budget: top-10 neighbour agreement "
@@ -39,7 +39,8 @@ def verdict(candidate: TrialRecord, baseline: TrialRecord, *, max_drop: float, o
     worst, floor = candidate.metric.worst_row, 1.0 - WORST_ROW_DROPS * max_drop
     if name == "cosine" and worst is not None and worst < floor:
         return candidate.replace(status=Status.REJECTED, reason=(
-            f"over budget: one held-out sample's output is at cosine {worst:.4f} < {floor:.2f} to the baseline's, "
+            f"over budget: one held-out sample's output is at cosine {worst:.{digits}f} < {floor:.{digits - 2}f} "
+            f"to the baseline's, "
             f"in the held-out batches or padded to 16 to 128 tokens (a mean inside the budget can hide a few "
             f"outputs that lost their meaning; one sample may drop at most {WORST_ROW_DROPS}x --max-drop)"))
     if objective == "size":
