@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from infertune.search.records import Latency, Metric, Speedup, Status, TrialRecord, metric_decimals
-from infertune.search.select import best, mark_pareto, outran_by, score, verdict
+from infertune.search.select import ahead_of, best, fallback_turn, mark_pareto, outran_by, score, verdict
 
 RECIPE = {"format": "infertune.recipe", "version": 1, "passes": [], "backend": {"name": "onnxruntime"}}
 
@@ -139,6 +139,28 @@ def test_an_over_budget_candidate_is_outrun_only_by_one_within_the_budget_and_fa
     assert outran_by(over, [close, far, faster_but_over], "latency") is far
     assert outran_by(over, [close, far], "size") is None  # a mixed graph is larger: size never skips it
     assert outran_by(dataclasses.replace(over, speedup=None), [far], "latency") is None
+
+
+def test_an_over_budget_candidates_fallback_runs_next_later_or_never_as_the_others_measured():
+    """As seen at batch 32 on MiniLM: int8 static (2.91x) over budget, int8 dynamic within it at 3.12x but inside
+    the spreads; the fallback ran first and spent 188 s of a 1200 s budget to measure 1.61x."""
+    over = verdict(candidate("c5", 0.90, 2.0, speed=2.5), BASE, max_drop=0.01, objective="latency")  # p90 2.6x
+    slower = verdict(candidate("c1", 0.95, 1.5, speed=2.2), BASE, max_drop=0.01, objective="latency")
+    close = verdict(candidate("c2", 0.95, 2.5, speed=3.0), BASE, max_drop=0.01, objective="latency")  # p10 2.5x
+    far = verdict(candidate("c4", 0.95, 3.5, speed=4.0), BASE, max_drop=0.01, objective="latency")
+    faster_but_over = verdict(candidate("c3", 0.80, 5.0, speed=6.0), BASE, max_drop=0.01, objective="latency")
+
+    record, when = fallback_turn(over, [slower, faster_but_over], "latency")
+    assert when == "next" and record == over  # nothing within the budget is faster: it may be the answer
+    record, when = fallback_turn(over, [slower, close], "latency")
+    assert when == "later" and ahead_of(over, [slower, close], "latency") is close
+    assert record.reason == (f"{over.reason}; its mixed-precision fallback was queued after the other candidates "
+                             f"and refine: c2, within the budget, measured faster (3.00x against 2.50x, inside "
+                             f"the spreads), and layers kept in float only slow c5")
+    record, when = fallback_turn(over, [slower, close, far], "latency")
+    assert when == "never" and "was not tried: c4, within the budget, is faster beyond both spreads (p10 3.50x " \
+        "against 2.60x at p90)" in record.reason
+    assert fallback_turn(over, [close, far], "size") == (over, "next")  # a mixed graph is larger: never put off
 
 
 def test_a_candidate_faster_on_both_measurements_never_ranks_below():

@@ -109,7 +109,8 @@ def _row(r: TrialRecord, best_id: str | None, digits: int) -> str:
     return (
         f'<tr class="{cls}"><td>{r.id}</td><td><code>{html.escape(_describe(r.recipe))}</code></td>'
         f'<td class="{status}">{status}</td><td>{_or_nan(metric.value if metric else None):.{digits}f}'
-        f'{_top10(metric)}</td><td>{_or_nan(metric.drop if metric else None):.{digits}f}</td><td>{_or_nan(lat.p50 if lat else None):.3f}</td>'
+        f'{_top10(metric)}</td><td>{_or_nan(metric.drop if metric else None):.{digits}f}</td>'
+        f'<td>{_or_nan(lat.p50 if lat else None):.3f}</td>'
         f'<td>{_or_nan(lat.p99 if lat else None):.3f}</td>'
         f'<td>{(r.throughput.items_per_s if r.throughput else 0):.0f}</td>'
         + ('<td data-v="1">1.00x (baseline)</td>' if r.id == "baseline" else

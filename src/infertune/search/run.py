@@ -18,7 +18,7 @@ from infertune.io import write_json_atomic
 from infertune.search.recipe import Recipe
 from infertune.search.records import Latency, Status, TrialRecord
 from infertune.search.refine import combined_queue, lost_settings, next_leader, refine_queue
-from infertune.search.select import best, judged_baseline, mark_pareto, outran_by, ranked, verdict
+from infertune.search.select import best, fallback_turn, judged_baseline, mark_pareto, ranked, verdict
 
 OBJECTIVES = ("latency", "throughput", "size")
 CONFIRM_AT_MOST = 4  # leaders measured again before one is written as best
@@ -138,6 +138,7 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                   throughput_batch=max(batch_size, 32), objective=objective, **({"timing": timing} if timing else {}))
     trials_file = out / "trials.jsonl"
     finished: list[TrialRecord] = []
+    later = []  # (id, recipe): mixed-precision fallbacks of int8 candidates another measured ahead of
     stopped = None
 
     def timeout_left() -> float:
@@ -181,14 +182,12 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                                      objective=objective, min_top10=min_top10)
                     fallback = mixed_precision_fallback(recipe, max_drop) if record.status is Status.REJECTED \
                         and record.reason.startswith("over budget") else None
-                    faster = outran_by(record, finished[1:], objective) if fallback is not None else None
-                    if faster is not None:
-                        record = record.replace(reason=(
-                            f"{record.reason}; its mixed-precision fallback was not tried: {faster.id}, within the "
-                            f"budget, is faster beyond both spreads (p10 {faster.speedup.low:.2f}x against "
-                            f"{record.speedup.high:.2f}x at p90), and layers kept in float only slow {trial_id}"))
-                    elif fallback is not None:
-                        queue.insert(0, (f"{trial_id}-mixed", fallback))
+                    if fallback is not None:
+                        record, when = fallback_turn(record, finished[1:], objective)
+                        if when == "next":
+                            queue.insert(0, (f"{trial_id}-mixed", fallback))
+                        elif when == "later":
+                            later.append((f"{trial_id}-mixed", fallback))
                     _append(trials_file, record)
                     finished.append(record)
                     if progress is not None:
@@ -231,7 +230,7 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                         f"({queue[0][1].describe()})")
                 drain()
             if not stopped:
-                queue.extend(trained)
+                queue.extend(later + trained)
                 drain()
             if objective != "size" and len(finished) > 1:
                 _confirm_best(finished, trials, common, done, max(timeout_left(), min(trial_timeout, CONFIRM_FLOOR_S)),
