@@ -174,3 +174,25 @@ def test_optimize_a_zoo_torch_model_reports_compute_against_the_peak(tmp_path):
     compute = result.baseline["compute"]
     assert compute["flops"] > 1e6 and 0 < compute["fraction_of_peak"] and compute["peak_gflops"] > 0
     assert result.candidates[0]["compute"]["flops"] == compute["flops"]  # folding BN leaves the conv FLOPs
+
+
+def test_a_resumed_run_queues_the_mixed_precision_fallback_it_had_not_run(tmp_path):
+    """An int8 candidate over budget gets its mixed-precision fallback; a run cut before the fallback ran queues
+    it again on --resume (the reused record was once taken as it was, and the fallback never ran)."""
+    from infertune.passes.export import ExportOnnx
+    from infertune.testing.models import bert_data
+
+    data, out = tmp_path / "bert.npz", tmp_path / "run"
+    save_npz(data, bert_data(96))
+    model, recipes = "infertune.testing.models:tiny_bert", [Recipe(passes=(ExportOnnx(), Int8Dynamic()),
+                                                                   backend="onnxruntime")]
+    first = infertune.optimize(model, data=str(data), max_drop=0.0, out=out, recipes=recipes, timing=QUICK)
+    assert [c["id"] for c in first.candidates] == ["c01", "c01-mixed"], first.candidates
+    assert first.candidates[0]["status"] == "rejected" and "fallback" not in first.candidates[0]["reason"]
+    lines = (out / "trials.jsonl").read_text().splitlines()
+    upto = next(i for i, line in enumerate(lines) if json.loads(line)["id"] == "c01")
+    (out / "trials.jsonl").write_text("\n".join(lines[:upto + 1]) + "\n")  # cut before the fallback ran
+    again = infertune.optimize(model, data=str(data), max_drop=0.0, out=out, recipes=recipes, timing=QUICK,
+                               resume=True)
+    assert [c["id"] for c in again.candidates] == ["c01", "c01-mixed"], again.candidates
+    assert again.candidates[0]["latency_ms"] == first.candidates[0]["latency_ms"]  # c01 reused, not measured again

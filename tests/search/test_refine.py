@@ -221,3 +221,31 @@ def test_a_settings_combination_the_backend_refuses_is_never_a_candidate():
     with pytest.raises(ConfigError, match="split=2 .*but streams=1: leave streams unset or raise it"):
         Recipe.from_dict({"format": "infertune.recipe", "version": 1, "passes": [],
                           "backend": {"name": "openvino", "split": 2, "streams": 1}})
+
+
+def test_a_variant_faster_interleaved_but_slow_timed_alone_never_leads():
+    """As seen on MiniLM at batch 32: OpenVINO with one stream measured 3.97x interleaved (p10 3.46x, above the
+    leader's 3.23x), but 1.16x by its own throughput, so it scores 1.74 and ranks far below the leader; it led a
+    refine round of 10 variants of itself. Only a variant that also ranks above the leader leads or combines."""
+    import dataclasses
+
+    from infertune.search.records import Speedup, Status, TrialRecord
+    from infertune.search.refine import combined_queue, next_leader
+    from infertune.search.recipe import with_options
+    from infertune.search.select import score
+
+    leader = Recipe(backend="openvino")
+
+    def record(id_, recipe, value, low, ratio):
+        speed = Speedup(batch=32, value=value, low=low, high=value + 0.4, rounds=8, p50_ratio=ratio,
+                        score=score(value, ratio))
+        return TrialRecord(id=id_, recipe=recipe.to_dict(), backend=recipe.backend, status=Status.OK, speedup=speed)
+
+    first = record("c06", leader, 3.23, 2.9, 3.7)
+    one_stream = record("c06-s5", with_options(leader, streams=1), 3.97, 3.46, 1.16)
+    by_length = record("c06-s1", with_options(leader, by_length=True), 3.59, 3.28, 3.91)
+    assert one_stream.speedup.score == pytest.approx(1.74) and next_leader([first, one_stream], first) is None
+    assert combined_queue([first, one_stream, by_length], first) == []  # one real winner: nothing to combine
+    fast_alone = dataclasses.replace(one_stream, speedup=dataclasses.replace(one_stream.speedup, p50_ratio=3.9,
+                                                                            score=score(3.97, 3.9)))
+    assert next_leader([first, fast_alone, by_length], first).id == "c06-s5"

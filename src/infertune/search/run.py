@@ -156,6 +156,20 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                                   f"{record.error}")
             finished.append(record)
 
+            def queue_fallback(trial_id: str, recipe, record: TrialRecord) -> TrialRecord:
+                """Queue the mixed-precision fallback of an int8 candidate over budget where `fallback_turn`
+                says; the record comes back with the reason saying so. A resumed run queues it again."""
+                fallback = mixed_precision_fallback(recipe, max_drop) if record.status is Status.REJECTED \
+                    and record.reason.startswith("over budget") else None
+                if fallback is None:
+                    return record
+                record, when = fallback_turn(record, finished[1:], objective)
+                if when == "next":
+                    queue.insert(0, (f"{trial_id}-mixed", fallback))
+                elif when == "later":
+                    later.append((f"{trial_id}-mixed", fallback))
+                return record
+
             def drain() -> None:
                 nonlocal stopped
                 while True:
@@ -163,6 +177,7 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                         trial_id, recipe = queue.pop(0)
                         if trial_id in done and done[trial_id].recipe == recipe.to_dict():
                             finished.append(done[trial_id])
+                            queue_fallback(trial_id, recipe, done[trial_id])  # its reason already says where
                             continue
                         if time_budget is not None and time.monotonic() - started >= time_budget:
                             stopped = (f"time budget of {time_budget:.0f} s spent; {len(queue) + 1} candidates not "
@@ -180,14 +195,7 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                     trial_id, recipe, record = finished_one
                     record = verdict(record, trials.baseline_for(record, finished[0]), max_drop=max_drop,
                                      objective=objective, min_top10=min_top10)
-                    fallback = mixed_precision_fallback(recipe, max_drop) if record.status is Status.REJECTED \
-                        and record.reason.startswith("over budget") else None
-                    if fallback is not None:
-                        record, when = fallback_turn(record, finished[1:], objective)
-                        if when == "next":
-                            queue.insert(0, (f"{trial_id}-mixed", fallback))
-                        elif when == "later":
-                            later.append((f"{trial_id}-mixed", fallback))
+                    record = queue_fallback(trial_id, recipe, record)
                     _append(trials_file, record)
                     finished.append(record)
                     if progress is not None:

@@ -143,10 +143,11 @@ def ranked(candidates: list[TrialRecord], objective: str) -> list[TrialRecord]:
     ok = [c for c in candidates if c.status is Status.OK]
     if objective == "size":
         return sorted(ok, key=lambda c: c.size_bytes)
-    return sorted(ok, key=lambda c: -_score_of(c))
+    return sorted(ok, key=lambda c: -score_of(c))
 
 
-def _score_of(c: TrialRecord) -> float:
+def score_of(c: TrialRecord) -> float:
+    """What ranks a measured candidate: its confirmed score where it was confirmed, else its score."""
     speed = c.speedup
     if speed.confirmed is not None:
         return score(min(speed.confirmed.value, speed.value), speed.p50_ratio)
