@@ -139,6 +139,7 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
     trials_file = out / "trials.jsonl"
     finished: list[TrialRecord] = []
     later = []  # (id, recipe): mixed-precision fallbacks of int8 candidates another measured ahead of
+    budget_limited: dict[str, float] = {}  # trial id -> seconds of the time budget left when it started
     stopped = None
 
     def timeout_left() -> float:
@@ -184,7 +185,10 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                                        f"tried")
                             queue.clear()
                             break
-                        trials.submit(trial_id, recipe, timeout_left())
+                        limit = timeout_left()
+                        if limit < trial_timeout:  # the budget's remainder (at least 60 s) limits this trial
+                            budget_limited[trial_id] = time_budget - (time.monotonic() - started)
+                        trials.submit(trial_id, recipe, limit)
                     if not trials.running(waiting=bool(queue)):
                         if queue:
                             stopped = f"no node is left to run trials on; {len(queue)} candidates not tried"
@@ -193,6 +197,11 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                     if finished_one is None:  # on a cluster: a node's baseline, or a lost trial sent again
                         continue
                     trial_id, recipe, record = finished_one
+                    if record.failed and trial_id in budget_limited and record.error.startswith("timed out"):
+                        record = record.replace(error=(
+                            f"{record.error}: the time budget's remainder ({budget_limited[trial_id]:.0f} s of "
+                            f"--time-budget {time_budget:.0f} when it started; a trial gets at least 60 s), not a "
+                            f"fault of the candidate"))
                     record = verdict(record, trials.baseline_for(record, finished[0]), max_drop=max_drop,
                                      objective=objective, min_top10=min_top10)
                     record = queue_fallback(trial_id, recipe, record)
