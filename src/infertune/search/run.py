@@ -200,8 +200,8 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                     if record.failed and trial_id in budget_limited and record.error.startswith("timed out"):
                         record = record.replace(error=(
                             f"{record.error}: the time budget's remainder ({budget_limited[trial_id]:.0f} s of "
-                            f"--time-budget {time_budget:.0f} when it started; a trial gets at least 60 s), not a "
-                            f"fault of the candidate"))
+                            f"--time-budget {time_budget:.0f} when it started; a trial gets at least 60 s) cut it, "
+                            f"not the {trial_timeout:.0f} s a trial may take otherwise"))
                     record = verdict(record, trials.baseline_for(record, finished[0]), max_drop=max_drop,
                                      objective=objective, min_top10=min_top10)
                     record = queue_fallback(trial_id, recipe, record)
