@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import psutil
-from conftest import cli
+from conftest import TEXTS, cli
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -27,11 +27,11 @@ def check_predict_on_ray_equals_local(cluster, texts, tmp_path):
     assert local.returncode == 0, local_err[-3000:]
     assert done.returncode == 0, done.stderr[-3000:]
     print(done.stdout, done.stderr[-2000:])
-    assert re.search(r"wrote 5000 predictions to .*rows/s .*actors 2-2 of 1 CPU", done.stdout), done.stdout
+    assert re.search(rf"wrote {TEXTS} predictions to .*rows/s .*actors 2-2 of 1 CPU", done.stdout), done.stdout
     local, remote = dict(np.load(mine)), dict(np.load(out))
     assert sorted(local) == sorted(remote)
     for name in local:
-        assert remote[name].shape == local[name].shape == (5000, *local[name].shape[1:])
+        assert remote[name].shape == local[name].shape == (TEXTS, *local[name].shape[1:])
         cosine = _cosines(remote[name], local[name])
         print(f"{name}: cosine min {cosine.min():.6f} over {len(cosine)} rows")
         assert cosine.min() >= 0.9999, f"row {int(cosine.argmin())}: cosine {cosine.min():.6f}"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+TEXTS = 3000  # rows of the predict checks: enough batches for both actors, and to kill one mid-job
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -39,14 +40,14 @@ def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def texts(tmp_path_factory) -> Path:
-    """5,000 real English texts (standard-library docstring sentences, paired past the first pass) as .jsonl."""
+    """TEXTS real English texts (standard-library docstring sentences, paired past the first pass) as .jsonl."""
     import json
 
     from infertune.data.docstrings import docstring_sentences
 
     sentences = docstring_sentences()
     rows = [sentences[i % len(sentences)] + ("" if i < len(sentences) else " " + sentences[(7 * i) % len(sentences)])
-            for i in range(5000)]
+            for i in range(TEXTS)]
     path = tmp_path_factory.mktemp("texts") / "texts.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in rows))
     return path
