@@ -32,3 +32,29 @@ def test_flops_of_a_linear_layer_and_a_positive_peak():
     flops = model_flops(model, {"input": np.zeros((4, 16), np.float32)})
     assert flops == 2 * 4 * (16 * 32 + 32 * 10)
     assert peak_gflops(size=256, runs=3) > 0
+
+
+def test_a_dtype_without_a_kernel_of_its_own_is_measured_small_and_briefly():
+    """bf16 on a CPU without AVX512-BF16 or AMX: torch converts in software, and a 2048 product took 19 s on a Zen
+    3, so the peak of each dtype is taken on a product that grows only while a call is short, for a bounded time."""
+    import time
+
+    from infertune.bench.flops import SHORTEST_CALL_S, _rate
+
+    sizes, calls = [], []
+
+    def slow(n: int):
+        sizes.append(n)
+
+        def run():
+            calls.append(n)
+            time.sleep(SHORTEST_CALL_S * 1.5)
+        return run
+
+    assert _rate(slow, 2048, runs=20, seconds=0.2) > 0
+    assert sizes == [256]  # already long enough: never grown
+    assert 3 <= len(calls) <= 2 + 0.2 / (SHORTEST_CALL_S * 1.5) + 1  # a warm-up, then calls until the time is spent
+
+    sizes.clear()
+    assert _rate(lambda n: sizes.append(n) or (lambda: None), 2048, runs=3) > 0
+    assert sizes == [256, 512, 1024, 2048]  # fast calls: grown to the largest, and no further

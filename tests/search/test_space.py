@@ -44,9 +44,10 @@ def test_what_the_cpu_accelerates_is_tried_first(mlp_model):
                                                    isa=("avx512_bf16",)))
     int8_only = _precision_order(candidate_recipes(mlp_model, has_calibration=True, has_training=False,
                                                    isa=("avx512_vnni",)))
-    # openvino bf16, int8-nncf with bf16 for the rest, torch bf16; without bf16 in the ISA, no int8 with bf16
+    # openvino bf16, int8-nncf with bf16 for the rest, torch bf16; without bf16 in the ISA, no bf16 at all: no
+    # int8 with bf16 for the rest, and no bf16 hint (emulated, only slower)
     assert bf16_only[:3] == ["bf16", "bf16", "bf16"] and "bf16" not in bf16_only[3:]
-    assert int8_only[0] == "int8" and int8_only[-2:] == ["bf16", "bf16"]
+    assert int8_only[0] == "int8" and "bf16" not in int8_only
 
 
 def test_int8_runs_with_bf16_for_the_rest_only_where_the_cpu_accelerates_bf16(mlp_onnx):

@@ -33,9 +33,12 @@ def model_flops(model, inputs: dict[str, np.ndarray]) -> int | None:
 @lru_cache(maxsize=1)
 def peak_gflops(size: int = 1024, runs: int = 20) -> float:
     """fp32 GEMM rate (numpy, all cores) in GFLOP/s: the roof an fp32 candidate is compared with."""
-    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
-    b = np.random.default_rng(1).standard_normal((size, size), dtype=np.float32)
-    return _rate(lambda: a @ b, 2 * size ** 3, runs)
+    def gemm(n: int):
+        a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+        b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+        return lambda: a @ b
+
+    return _rate(gemm, size, runs)
 
 
 def dtype_of(precision: str | None) -> str:
@@ -76,26 +79,49 @@ def peaks() -> dict[str, float]:
     return measured
 
 
-def _rate(run, work: float, runs: int = 20) -> float:
-    """The best rate over `runs` calls: a peak is what the machine can do, and on a shared machine the median
-    would record whatever else ran meanwhile (and the cache would keep it)."""
-    run()
-    times = []
-    for _ in range(runs):
+# A measurement never holds a trial up: where a dtype has no kernel of its own (bf16 on a CPU without AVX512-BF16
+# or AMX runs at about 1 GFLOP/s in torch, where a 2048 product takes 19 s), the product shrinks until one call is
+# short, and the calls stop once their time is spent.
+SHORTEST_CALL_S = 0.02  # a product at least this long is large enough to reach the rate of the dtype's kernel
+SECONDS_PER_PEAK = 1.0
+
+
+def _rate(gemm, largest: int, runs: int = 20, seconds: float = SECONDS_PER_PEAK) -> float:
+    """The best rate of `gemm(n)`'s call (an n x n by n x n product) over up to `runs` calls within `seconds`: a peak
+    is what the machine can do, and on a shared machine the median would record whatever else ran meanwhile (and
+    the cache would keep it). n doubles from 256 while a call is shorter than SHORTEST_CALL_S, up to `largest`."""
+    size = min(256, largest)
+    while True:
+        run = gemm(size)
+        run()
+        t0 = time.perf_counter()
+        run()
+        first = time.perf_counter() - t0
+        if first >= SHORTEST_CALL_S or size * 2 > largest:
+            break
+        size *= 2
+    times, deadline = [first], time.perf_counter() + seconds
+    while len(times) < runs and time.perf_counter() < deadline:
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
-    return work / min(times) / 1e9
+    return 2 * size ** 3 / min(times) / 1e9
 
 
 def _bf16_peak(size: int = 2048) -> float:
-    """torch bf16 matmul (oneDNN: AMX or AVX512-BF16 where the CPU has them)."""
+    """torch bf16 matmul (oneDNN: AMX or AVX512-BF16 where the CPU has them, a slow conversion path elsewhere)."""
     import torch
 
-    a = torch.randn(size, size).to(torch.bfloat16)
-    b = torch.randn(size, size).to(torch.bfloat16)
-    with torch.inference_mode():
-        return _rate(lambda: torch.matmul(a, b), 2 * size ** 3)
+    def gemm(n: int):
+        a = torch.randn(n, n).to(torch.bfloat16)
+        b = torch.randn(n, n).to(torch.bfloat16)
+
+        def run():
+            with torch.inference_mode():
+                return torch.matmul(a, b)
+        return run
+
+    return _rate(gemm, size)
 
 
 def _int8_peak(size: int = 2048) -> float:
@@ -104,16 +130,20 @@ def _int8_peak(size: int = 2048) -> float:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    rng = np.random.default_rng(0)
-    weights = rng.integers(-127, 128, size=(size, size), dtype=np.int8)
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "int8-peak",
-        [helper.make_tensor_value_info("a", TensorProto.UINT8, [size, size])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, [size, size])],
-        initializer=[onnx.numpy_helper.from_array(weights, "b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
-    a = rng.integers(0, 256, size=(size, size), dtype=np.uint8)
-    return _rate(lambda: session.run(None, {"a": a}), 2 * size ** 3)
+    def gemm(n: int):
+        rng = np.random.default_rng(0)
+        weights = rng.integers(-127, 128, size=(n, n), dtype=np.int8)
+        graph = helper.make_graph(
+            [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "int8-peak",
+            [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
+            [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])],
+            initializer=[onnx.numpy_helper.from_array(weights, "b")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(model.SerializeToString(), sess_options=options,
+                                       providers=["CPUExecutionProvider"])
+        a = rng.integers(0, 256, size=(n, n), dtype=np.uint8)
+        return lambda: session.run(None, {"a": a})
+
+    return _rate(gemm, size)

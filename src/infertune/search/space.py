@@ -37,8 +37,8 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_d
     registered pass with `searched=True` that takes this model (exported first where it takes ONNX), whose needs
     this model and data meet and whose objectives include `objective`, with the configs its entry's `candidates`
     gives (its defaults otherwise), run on the first backend it names; each CPU backend that runs the model at its
-    defaults (fp32), and with each settings value it declares a candidate (`param(candidates=...)`: bf16); each
-    lower-precision pass also with those values where this CPU accelerates them (int8 with bf16 for the rest).
+    defaults (fp32), and with each settings value it declares a candidate (`param(candidates=...)`: bf16) unless
+    this CPU would emulate it (`emulated`); each lower-precision pass also with those values where this CPU accelerates them (int8 with bf16 for the rest).
 
     Groups, in order: fp32 (runtimes and graph passes), lower precision, structure changes (those that train, for
     latency), and the passes that train their way into the budget (`to_budget`). Within fp32 and precision,
@@ -65,7 +65,9 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_d
             if recipe is not None and _group(entry) == "precision":
                 groups["precision"] += _rest_lower(recipe, isa)
     for backend, options in _backend_candidates(model.format):
-        groups["precision" if options else "fp32"].append(_compose(model.format, backend, preparing, options=options))
+        recipe = _compose(model.format, backend, preparing, options=options)
+        if recipe is not None and not emulated(recipe, isa):
+            groups["precision" if options else "fp32"].append(recipe)
     # stable sorts: among equals, the order above (passes in the registry's order, then the backends)
     ordered = sorted(filter(None, groups["fp32"]), key=lambda r: not _runs_onnx(r))
     ordered += sorted(filter(None, groups["precision"]), key=lambda r: (not accelerated(r, isa), not _runs_onnx(r)))
@@ -267,6 +269,15 @@ def accelerated(recipe: Recipe, isa: set[str]) -> bool:
     if dict(recipe.options).get("precision") == "bf16":
         return bool(isa & set(BF16_ISA))
     return any(isa & set(entry_for(config).accelerated_by) for config in recipe.passes)
+
+
+def emulated(recipe: Recipe, isa: set[str]) -> bool:
+    """Whether the recipe asks its backend for a float precision this CPU has no instructions for (bf16 without
+    AMX or AVX-512 BF16): torch then converts in software, about 1 GFLOP/s against 120 for fp32 on a 2-core Zen 3
+    (a 2048 product takes 19 s), and OpenVINO ignores the hint and runs fp32 again. Never worth a trial."""
+    from infertune.passes.registry import BF16_ISA
+
+    return dict(recipe.options).get("precision") == "bf16" and not isa & set(BF16_ISA)
 
 
 def _machine_isa() -> tuple[str, ...]:
