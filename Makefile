@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(BIN)/infertune optimize minilm --max-drop 0.01 --time-budget 540 --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=20
+	$(BIN)/python -m pytest -q --durations=40
 
 clean:
 	rm -rf $(VENV) .pytest_cache

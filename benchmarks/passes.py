@@ -57,7 +57,8 @@ ROWS = {
         (TORCH_BASE, [], "torch", {}, TORCH_BASE),
         (ORT_BASE, [EXPORT], "onnxruntime", {}, ORT_BASE),
         ("onnxruntime fp32, fused", [EXPORT, FUSE], "onnxruntime", {}, ORT_BASE),
-        ("onnxruntime int8 dynamic per-tensor (Optimum avx512_vnni preset)", [EXPORT, Int8Dynamic(per_channel=False)],
+        ("onnxruntime int8 dynamic per-tensor (Optimum avx512_vnni preset)",
+         [EXPORT, Int8Dynamic(per_channel=False, reduce_range=False)],
          "onnxruntime", {"skip_layer_norm": True}, ORT_BASE),  # ONNX Runtime's own load-time fusions, as its users
         ("onnxruntime int8 dynamic per-channel, fused", [EXPORT, FUSE, Int8Dynamic()], "onnxruntime", {}, ORT_BASE),
         ("onnxruntime int8 dynamic per-channel, fused, padding removed", [EXPORT, FUSE, Unpad(), Int8Dynamic()],

@@ -11,7 +11,7 @@ import torch
 
 from infertune.backends import load_session
 from infertune.passes.quantize.qat import Qat, calibrate, fake_quantize, freeze_ranges
-from infertune.passes.registry import PassContext, apply
+from infertune.passes.registry import PassContext, apply, int8_saturates
 
 
 def _fake_quant_outputs(model, dataset, config, inputs):
@@ -20,7 +20,8 @@ def _fake_quant_outputs(model, dataset, config, inputs):
     import dataclasses
 
     module = copy.deepcopy(model.module)
-    fake_quantize(module, activations=config.activations, activation_type=config.activation_type)
+    fake_quantize(module, activations=config.activations, activation_type=config.activation_type,
+                  reduce_range=int8_saturates())  # as the pass does by default on this CPU
     quantized = dataclasses.replace(model, module=module)
     calibrate(quantized, dataset.split("calibration"))
     freeze_ranges(module)
@@ -125,8 +126,8 @@ def test_an_export_that_is_not_the_fake_quant_model_and_less_faithful_is_refused
 
     real = qat_module.export_int8
 
-    def broken(model, ctx, config):  # the real export, then its weights scaled: a wrong graph, as a bug would write
-        path, check, calibrated = real(model, ctx, config)
+    def broken(model, ctx, config, reduce_range):  # the real export, then its weights scaled: a wrong graph
+        path, check, calibrated = real(model, ctx, config, reduce_range)
         graph = onnx.load(str(path))
         for init in graph.graph.initializer:
             if init.data_type == onnx.TensorProto.FLOAT and len(init.dims) == 1:

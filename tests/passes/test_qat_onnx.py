@@ -21,7 +21,7 @@ from infertune.data.dataset import file_splits
 from infertune.passes.export import export_onnx
 from infertune.passes.quantize.onnx_backend import Int8Static
 from infertune.passes.quantize.qat import Qat, _fold_batchnorm, calibrate, fake_quantize, freeze_ranges
-from infertune.passes.registry import PassContext, apply
+from infertune.passes.registry import PassContext, apply, int8_saturates
 
 INT8_KERNELS = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat"}
 DYNAMIC_KERNELS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
@@ -88,7 +88,7 @@ def _fake_quant_outputs(model, dataset, inputs):
     """The untrained fake-quant model the pass starts from (batch norm folded as the pass folds it)."""
     module = copy.deepcopy(model.module).eval()
     module = _fold_batchnorm(module) or module
-    fake_quantize(module)
+    fake_quantize(module, reduce_range=int8_saturates())  # as the pass does by default on this CPU
     calibrate(dataclasses.replace(model, module=module), dataset.split("calibration"))
     freeze_ranges(module)
     with torch.no_grad():

@@ -74,6 +74,11 @@ def _static_fingerprint() -> dict:
     }
 
 
+def cpu_isa() -> tuple[str, ...]:
+    """This CPU's flags among ISA_FLAGS (what the search and the int8 passes read to choose)."""
+    return tuple(_static_fingerprint()["isa"])
+
+
 def fingerprint() -> dict:
     """CPU model, cores, ISA flags (avx512_vnni, amx...), memory, GPU if any."""
     return {**_static_fingerprint(), "gpu": _gpu()}

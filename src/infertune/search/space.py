@@ -38,7 +38,8 @@ def candidate_recipes(model, *, has_calibration: bool, has_training: bool, max_d
     this model and data meet and whose objectives include `objective`, with the configs its entry's `candidates`
     gives (its defaults otherwise), run on the first backend it names; each CPU backend that runs the model at its
     defaults (fp32), and with each settings value it declares a candidate (`param(candidates=...)`: bf16) unless
-    this CPU would emulate it (`emulated`); each lower-precision pass also with those values where this CPU accelerates them (int8 with bf16 for the rest).
+    this CPU would emulate it (`emulated`); each lower-precision pass also with those values where this CPU
+    accelerates them (int8 with bf16 for the rest).
 
     Groups, in order: fp32 (runtimes and graph passes), lower precision, structure changes (those that train, for
     latency), and the passes that train their way into the budget (`to_budget`). Within fp32 and precision,
@@ -281,9 +282,9 @@ def emulated(recipe: Recipe, isa: set[str]) -> bool:
 
 
 def _machine_isa() -> tuple[str, ...]:
-    from infertune.bench.hardware import fingerprint
+    from infertune.bench.hardware import cpu_isa
 
-    return tuple(fingerprint().get("isa", ()))
+    return cpu_isa()
 
 
 def mixed_precision_fallback(recipe: Recipe, max_drop: float) -> Recipe | None:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from infertune.passes.onnx_utils import as_onnx, require_onnx, sample_batches
-from infertune.passes.registry import INT8_ISA, Checked, param, PassContext, PassOutput, SearchFacts, register
+from infertune.passes.registry import (INT8_ISA, Checked, param, PassContext, PassOutput, SearchFacts, int8_saturates,
+                                      register)
 
 # Graphs with fused Attention need this, or quantization fails on tensors of unknown type
 FLOAT_DEFAULT = {"DefaultTensorType": 1}  # onnx.TensorProto.FLOAT
@@ -34,10 +35,20 @@ def _quant_type(name: str):
 class Int8Dynamic(Checked):
     per_channel: bool = param(True, "one weight scale per output channel (else one per tensor)",
                               search=(True, False))
-    reduce_range: bool = param(False, "7-bit weights, for CPUs without VNNI (avoids overflow)")
+    reduce_range: bool | None = param(None, "7-bit weights, so no product pair saturates on x86 without VNNI; "
+                                            "None: where this CPU needs it (registry.int8_saturates)")
     weight_type: str = param("qint8", "qint8 or quint8 weights", choices=("qint8", "quint8"))
     op_types: tuple[str, ...] = param(("MatMul", "Attention", "Gemm"), "operator types to quantize")
     exclude: tuple[str, ...] = param((), "node names kept in float (mixed precision)")
+
+
+def reduced_range(reduce_range: bool | None) -> tuple[bool, str]:
+    """(7-bit weights or not, what the pass's notes add about it) for a pass's `reduce_range` setting."""
+    if reduce_range is None:
+        reduce_range = int8_saturates()
+        return reduce_range, ("; 7-bit weights: this CPU has no VNNI, and 8-bit products saturate its int8 kernels"
+                              if reduce_range else "")
+    return reduce_range, "; 7-bit weights" if reduce_range else ""
 
 
 @register("int8-dynamic", Int8Dynamic, formats=("onnx",), stage="precision", backends=("onnxruntime",),
@@ -49,13 +60,14 @@ def int8_dynamic(model, config: Int8Dynamic, ctx: PassContext) -> PassOutput:
     source = require_onnx(model, "int8-dynamic")
     target = ctx.workdir / "int8-dynamic.onnx"
     ctx.say("quantizing (int8 dynamic)")
+    reduce, why = reduced_range(config.reduce_range)
     quantize_dynamic(str(source), str(target), op_types_to_quantize=list(config.op_types),
-                     per_channel=config.per_channel, reduce_range=config.reduce_range,
+                     per_channel=config.per_channel, reduce_range=reduce,
                      weight_type=_quant_type(config.weight_type), nodes_to_exclude=list(config.exclude),
                      extra_options=dict(FLOAT_DEFAULT))
     return PassOutput(as_onnx(model, target),
                       notes=[f"int8 dynamic, {'per-channel' if config.per_channel else 'per-tensor'} "
-                             f"{config.weight_type} weights; {len(config.exclude)} nodes kept in float"])
+                             f"{config.weight_type} weights{why}; {len(config.exclude)} nodes kept in float"])
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,8 @@ class Int8Static(Checked):
     float_outputs: bool = param(False, "quantize only the inputs and weights of MatMul / Gemm and leave their outputs "
                                        "float (ONNX Runtime runs MatMulIntegerToFloat): no requantization error "
                                        "after each product", search=(False, True))
+    reduce_range: bool | None = param(None, "7-bit weights, so no product pair saturates on x86 without VNNI; "
+                                            "None: where this CPU needs it (registry.int8_saturates)")
 
     @property
     def takes_prepared_graph(self) -> bool:
@@ -144,14 +158,16 @@ def int8_static(model, config: Int8Static, ctx: PassContext) -> PassOutput:
         extra["OpTypesToExcludeOutputQuantization"] = ["MatMul", "Gemm"]
     target = ctx.workdir / "int8-static.onnx"
     ctx.say(f"calibrating on {sum(len(next(iter(b.values()))) for b in batches)} samples ({config.calibration})")
+    reduce, why = reduced_range(config.reduce_range)
     quantize_static(str(prepared), str(target), _Reader(batches, names), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(config.op_types), per_channel=config.per_channel,
-                    activation_type=_quant_type(config.activation_type), weight_type=_quant_type("qint8"),
-                    nodes_to_exclude=list(config.exclude), calibrate_method=method, extra_options=extra)
+                    reduce_range=reduce, activation_type=_quant_type(config.activation_type),
+                    weight_type=_quant_type("qint8"), nodes_to_exclude=list(config.exclude), calibrate_method=method,
+                    extra_options=extra)
     outputs = "; MatMul/Gemm outputs left float" if config.float_outputs else ""
     return PassOutput(as_onnx(model, target),
-                      notes=[f"int8 static QDQ, {config.calibration} calibration on {config.samples} "
-                             f"calibration samples{outputs}; {len(config.exclude)} nodes kept in float"])
+                      notes=[f"int8 static QDQ, {config.calibration} calibration on {config.samples} calibration "
+                             f"samples{outputs}{why}; {len(config.exclude)} nodes kept in float"])
 
 
 @dataclass(frozen=True)

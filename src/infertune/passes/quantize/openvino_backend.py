@@ -6,7 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from infertune.passes.onnx_utils import require_onnx, sample_batches
-from infertune.passes.registry import INT8_ISA, Checked, param, PassContext, PassOutput, SearchFacts, register
+from infertune.passes.registry import (INT8_ISA, Checked, param, PassContext, PassOutput, SearchFacts, int8_saturates,
+                                      register)
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,10 @@ class Int8Nncf(Checked):
     float_attention: bool = param(False, "leave float the matmuls of two activations (attention's scores and "
                                          "context), which NNCF quantizes by default; the weights' matmuls stay int8",
                                   search=(False, True))
+    overflow_fix: str = param("auto", "NNCF's overflow fix: enable (7-bit weights in every layer), first_layer_only, "
+                                      "disable; auto: enable where 8-bit products saturate this CPU's int8 kernels "
+                                      "(x86 without VNNI, registry.int8_saturates), else NNCF's first_layer_only",
+                              choices=("auto", "enable", "first_layer_only", "disable"))
 
 
 def nncf_candidates(facts: SearchFacts) -> tuple[Int8Nncf, ...]:
@@ -43,7 +48,8 @@ def int8_nncf(model, config: Int8Nncf, ctx: PassContext) -> PassOutput:
     quiet_third_party_logs()
     import nncf
     import openvino as ov
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+    from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters, AdvancedSmoothQuantParameters,
+                                                       OverflowFix)
 
     from infertune.backends.openvino import port_name
 
@@ -54,9 +60,13 @@ def int8_nncf(model, config: Int8Nncf, ctx: PassContext) -> PassOutput:
     names = [port_name(port, model.signature.input_names) for port in ov_model.inputs]
     dataset = nncf.Dataset([{n: b[n] for n in names} for b in batches])
     transformer = config.model_type == "transformer" or (config.model_type == "auto" and model.is_text)
-    advanced = AdvancedQuantizationParameters()
+    overflow_fix = config.overflow_fix
+    if overflow_fix == "auto":
+        overflow_fix = "enable" if int8_saturates() else "first_layer_only"
+    advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
     if config.smooth_quant_alpha is not None:
         advanced = AdvancedQuantizationParameters(
+            overflow_fix=OverflowFix(overflow_fix),
             smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=config.smooth_quant_alpha))
     preset = nncf.QuantizationPreset.MIXED if config.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
     float_matmuls = activation_matmuls(ov_model) if config.float_attention else []
@@ -70,8 +80,10 @@ def int8_nncf(model, config: Int8Nncf, ctx: PassContext) -> PassOutput:
     ov.save_model(quantized, str(target))
     new = dataclasses.replace(model, module=None, onnx_path=None, ir_path=target.resolve())
     kept = f", {len(float_matmuls)} matmuls of two activations left float" if config.float_attention else ""
+    fix = ("; 7-bit weights (NNCF's overflow fix): this CPU has no VNNI, and 8-bit products saturate its int8 "
+           "kernels" if config.overflow_fix == "auto" and overflow_fix == "enable" else "")
     return PassOutput(new, notes=[f"NNCF int8 ({'transformer' if transformer else 'default'} scheme, "
-                                  f"{config.preset} preset{kept}) on {len(batches)} calibration samples"])
+                                  f"{config.preset} preset{kept}) on {len(batches)} calibration samples{fix}"])
 
 
 def activation_matmuls(ov_model) -> list[str]:

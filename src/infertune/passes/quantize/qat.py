@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from infertune.errors import PassError
 from infertune.passes.onnx_utils import as_onnx, sample_batches
+from infertune.passes.quantize.onnx_backend import reduced_range
 from infertune.passes.registry import INT8_ISA, Checked, param, PassContext, PassOutput, SearchFacts, register
 
 CALIBRATION_SAMPLES = 128
@@ -55,6 +56,8 @@ class Qat(Checked):
                               low=0.0, high=1.0)
     tolerance: float = param(0.002, "below min_cosine: how far the exported graph's fidelity to fp32 (mean cosine, "
                                     "or top-1 with labels) may fall under the fake-quant model's", low=0.0, high=1.0)
+    reduce_range: bool | None = param(None, "7-bit weights, so no product pair saturates on x86 without VNNI; "
+                                            "None: where this CPU needs it (registry.int8_saturates)")
 
 
 def qat_candidates(facts: SearchFacts) -> tuple[Qat, ...]:
@@ -81,8 +84,9 @@ def qat(model, config: Qat, ctx: PassContext) -> PassOutput:
     folded = _fold_batchnorm(student)
     if folded is not None:
         student = folded
+    reduce, why = reduced_range(config.reduce_range)
     wrapped = fake_quantize(student, activations=config.activations, activation_type=config.activation_type,
-                            exclude=config.exclude)
+                            exclude=config.exclude, reduce_range=reduce)
     if not wrapped:
         raise PassError(f"qat found no Linear or Conv2d layer to quantize in '{model.name}'")
     quantized = dataclasses.replace(model, module=student)
@@ -109,9 +113,10 @@ def qat(model, config: Qat, ctx: PassContext) -> PassOutput:
         student.load_state_dict(untrained)
         freeze_ranges(student)
     with torch.no_grad():
-        path, check, calibrated = export_int8(quantized, ctx, config)
+        path, check, calibrated = export_int8(quantized, ctx, config, reduce)
     exported, checked = _check_export(quantized, teacher, calibration, path, check, after if kept else before, config)
-    notes = [f"QAT int8: per-channel int8 weights, {_activation_text(config)} activations on {len(wrapped)} layers; "
+    notes = [f"QAT int8: per-channel int8 weights, {_activation_text(config)} activations on {len(wrapped)} layers"
+             f"{why}; "
              f"trained {stats.steps} steps ({stats.epochs:.2f} epochs, stopped by {stats.stopped_by}) in "
              f"{stats.seconds:.0f} s; calibration-split fidelity to fp32 {before:.6f} before training, {after:.6f} "
              f"after" + ("" if kept else " (worse, so the untrained fake-quant weights were kept)")
@@ -205,13 +210,14 @@ def _fold_batchnorm(module):
         raise PassError(f"qat could not fold batch norm (torch.fx: {type(e).__name__}: {e}); fold it first") from e
 
 
-def _fake_quantizers(activations: str, activation_type: str):
-    """torch.ao.quantization fake-quant modules: (activation, weight)."""
+def _fake_quantizers(activations: str, activation_type: str, reduce_range: bool = False):
+    """torch.ao.quantization fake-quant modules: (activation, weight). With `reduce_range`, 7-bit weights."""
     import torch
     from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
 
-    weight = FakeQuantize(observer=MovingAveragePerChannelMinMaxObserver, quant_min=-128, quant_max=127,
-                          dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0, averaging_constant=1.0)
+    observer = _seven_bit_observer() if reduce_range else MovingAveragePerChannelMinMaxObserver
+    weight = FakeQuantize(observer=observer, quant_min=-128, quant_max=127, dtype=torch.qint8,
+                          qscheme=torch.per_channel_symmetric, ch_axis=0, averaging_constant=1.0)
     if activations == "dynamic":  # the range of each batch, as DynamicQuantizeLinear computes it (uint8)
         activation = FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
                                   dtype=torch.quint8, qscheme=torch.per_tensor_affine, averaging_constant=1.0)
@@ -221,6 +227,20 @@ def _fake_quantizers(activations: str, activation_type: str):
                                   dtype=getattr(torch, activation_type), qscheme=torch.per_tensor_affine)
     activation.infertune_static = activations == "static"
     return activation, weight
+
+
+@functools.lru_cache(maxsize=1)
+def _seven_bit_observer():
+    """A per-channel weight observer whose scales are ONNX Runtime's for 7-bit weights (`reduce_range`: absmax / 64,
+    every weight within -64 to 64) while the range stays int8's, the only one the ONNX export of a fake-quant takes."""
+    from torch.ao.quantization import MovingAveragePerChannelMinMaxObserver
+
+    class SevenBitWeights(MovingAveragePerChannelMinMaxObserver):
+        def calculate_qparams(self):
+            scale, zero_point = super().calculate_qparams()  # symmetric over -128 to 127: absmax / 127.5
+            return scale * (127.5 / 64), zero_point
+
+    return SevenBitWeights
 
 
 def _operand_quantizer():
@@ -257,14 +277,14 @@ def _classes() -> dict[type, type]:
 
 
 def fake_quantize(module, *, activations: str = "static", activation_type: str = "quint8",
-                  exclude: tuple[str, ...] = ()) -> list[str]:
+                  exclude: tuple[str, ...] = (), reduce_range: bool = False) -> list[str]:
     """Turn every Linear and Conv2d of `module` (in place) into its fake-quantized form; returns their names."""
     done = []
     for name, layer in module.named_modules():
         if type(layer) not in _classes() or name in exclude:
             continue
         layer.__class__ = _classes()[type(layer)]
-        layer.input_quant, layer.weight_quant = _fake_quantizers(activations, activation_type)
+        layer.input_quant, layer.weight_quant = _fake_quantizers(activations, activation_type, reduce_range)
         done.append(name)
     return done
 
@@ -406,9 +426,9 @@ def _freeze_after(module, steps: int):
     return module.register_forward_hook(hook)
 
 
-def export_int8(model, ctx: PassContext, config: Qat):
+def export_int8(model, ctx: PassContext, config: Qat, reduce_range: bool = False):
     """The int8 ONNX graph, checked against the fake-quant model: (path, per-output check report, the layer
-    outputs whose range was calibrated, not learned)."""
+    outputs whose range was calibrated, not learned). `reduce_range`: as the model was fake-quantized."""
     from infertune.passes import export
 
     calibration = ctx.split("calibration")
@@ -436,7 +456,7 @@ def export_int8(model, ctx: PassContext, config: Qat):
     fp32 = ctx.workdir / "qat-fp32.onnx"
     export.export_onnx(plain, fp32, inputs=inputs)
     quantize_dynamic(str(fp32), str(target), op_types_to_quantize=["MatMul", "Gemm", "Conv"], per_channel=True,
-                     weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": 1})
+                     reduce_range=reduce_range, weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": 1})
     return target, export.check(model, target, atol=float("inf"), min_cosine=0.0, inputs=inputs), []
 
 
