@@ -165,6 +165,8 @@ def optimize_table(result) -> None:
                       f"{(r.size_bytes or 0) / 1e6:.2f}",
                       f"{r.train_seconds:.0f}" if r.train_seconds is not None else "-", r.reason or "")
     out.print(table)
+    if data.get("stopped"):
+        out.print(f"stopped: {data['stopped']}")
     out.print(f"chosen: {data['best'] or 'none (' + str(data['best_reason']) + ')'}; "
               f"report: {result.directory / 'report.html'}; artifact: {result.directory / 'model'}")
 

@@ -181,8 +181,8 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                             queue_fallback(trial_id, recipe, done[trial_id])  # its reason already says where
                             continue
                         if time_budget is not None and time.monotonic() - started >= time_budget:
-                            stopped = (f"time budget of {time_budget:.0f} s spent; {len(queue) + 1} candidates not "
-                                       f"tried")
+                            waiting = len(queue) + 1 + (0 if tail_queued else len(later) + len(trained))
+                            stopped = f"time budget of {time_budget:.0f} s spent; {waiting} candidates not tried"
                             queue.clear()
                             break
                         limit = timeout_left()
@@ -213,6 +213,7 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
             refining = (recipes is None if refine is None else refine) and objective != "size"
             trained = [item for item in queue if refining and _trains(item[1])]  # the dearest: after refining
             queue[:] = [item for item in queue if item not in trained]
+            tail_queued = False  # whether `later` and `trained` are in the queue yet (else a stop counts them too)
             drain()
             leader, lost = None, frozenset()
             if refining and not stopped:
@@ -248,6 +249,7 @@ def run_search(source, dataset, *, max_drop: float = 0.01, min_top10: float = 0.
                 drain()
             if not stopped:
                 queue.extend(later + trained)
+                tail_queued = True
                 drain()
             if objective != "size" and len(finished) > 1:
                 _confirm_best(finished, trials, common, done, max(timeout_left(), min(trial_timeout, CONFIRM_FLOOR_S)),
