@@ -31,6 +31,9 @@ BF16_ISA = ("amx_bf16", "avx512_bf16")
 SATURATING_ISA = ("avx2", "avx512bw")
 
 
+SATURATES = "this CPU has no VNNI, and 8-bit products saturate its int8 kernels"  # the passes' notes say why
+
+
 def int8_saturates(isa: tuple[str, ...] | frozenset[str] | None = None) -> bool:
     """Whether 8-bit int8 products saturate on this CPU (`isa`, read from the machine by default): x86 with AVX2 or
     AVX-512 but without VNNI or AMX int8, where ONNX Runtime's and OpenVINO's u8 x s8 kernels sum pairs of products

@@ -276,9 +276,7 @@ def emulated(recipe: Recipe, isa: set[str]) -> bool:
     """Whether the recipe asks its backend for a float precision this CPU has no instructions for (bf16 without
     AMX or AVX-512 BF16): torch then converts in software, about 1 GFLOP/s against 120 for fp32 on a 2-core Zen 3
     (a 2048 product takes 19 s), and OpenVINO ignores the hint and runs fp32 again. Never worth a trial."""
-    from infertune.passes.registry import BF16_ISA
-
-    return dict(recipe.options).get("precision") == "bf16" and not isa & set(BF16_ISA)
+    return dict(recipe.options).get("precision") == "bf16" and not accelerated(recipe, isa)
 
 
 def _machine_isa() -> tuple[str, ...]:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from infertune.passes.onnx_utils import as_onnx, require_onnx, sample_batches
-from infertune.passes.registry import (INT8_ISA, Checked, param, PassContext, PassOutput, SearchFacts, int8_saturates,
-                                      register)
+from infertune.passes.registry import (INT8_ISA, SATURATES, Checked, param, PassContext, PassOutput, SearchFacts,
+                                      int8_saturates, register)
 
 # Graphs with fused Attention need this, or quantization fails on tensors of unknown type
 FLOAT_DEFAULT = {"DefaultTensorType": 1}  # onnx.TensorProto.FLOAT
@@ -46,8 +46,7 @@ def reduced_range(reduce_range: bool | None) -> tuple[bool, str]:
     """(7-bit weights or not, what the pass's notes add about it) for a pass's `reduce_range` setting."""
     if reduce_range is None:
         reduce_range = int8_saturates()
-        return reduce_range, ("; 7-bit weights: this CPU has no VNNI, and 8-bit products saturate its int8 kernels"
-                              if reduce_range else "")
+        return reduce_range, f"; 7-bit weights: {SATURATES}" if reduce_range else ""
     return reduce_range, "; 7-bit weights" if reduce_range else ""
 
 

@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from infertune.passes.onnx_utils import require_onnx, sample_batches
-from infertune.passes.registry import (INT8_ISA, Checked, param, PassContext, PassOutput, SearchFacts, int8_saturates,
-                                      register)
+from infertune.passes.registry import (INT8_ISA, SATURATES, Checked, param, PassContext, PassOutput, SearchFacts,
+                                      int8_saturates, register)
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ def int8_nncf(model, config: Int8Nncf, ctx: PassContext) -> PassOutput:
     ov.save_model(quantized, str(target))
     new = dataclasses.replace(model, module=None, onnx_path=None, ir_path=target.resolve())
     kept = f", {len(float_matmuls)} matmuls of two activations left float" if config.float_attention else ""
-    fix = ("; 7-bit weights (NNCF's overflow fix): this CPU has no VNNI, and 8-bit products saturate its int8 "
-           "kernels" if config.overflow_fix == "auto" and overflow_fix == "enable" else "")
+    fix = f"; 7-bit weights (NNCF's overflow fix): {SATURATES}" if config.overflow_fix == "auto" and \
+        overflow_fix == "enable" else ""
     return PassOutput(new, notes=[f"NNCF int8 ({'transformer' if transformer else 'default'} scheme, "
                                   f"{config.preset} preset{kept}) on {len(batches)} calibration samples{fix}"])
 
